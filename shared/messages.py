@@ -1,0 +1,155 @@
+"""Wire protocol between the API and the workers: jobs (API -> worker) and events
+(worker -> API). Every message carries ``schema_version``; a consumer refuses versions it
+does not know with ``MessageError`` rather than guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+
+
+class MessageError(ValueError):
+    """A message body that is not valid JSON, has an unknown schema_version, or fails
+    validation. Such a message is never retried: it goes to the dead-letter queue."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    video_id: int = Field(gt=0)
+    job_id: uuid.UUID
+    created_at: datetime = Field(default_factory=_now)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+class CoverJob(_Message):
+    kind: Literal["cover"] = "cover"
+    source_key: str = Field(min_length=1, max_length=1024)
+
+
+class TranscodeJob(_Message):
+    kind: Literal["transcode"] = "transcode"
+    source_key: str = Field(min_length=1, max_length=1024)
+
+
+Job = Annotated[CoverJob | TranscodeJob, Field(discriminator="kind")]
+JobKind = Literal["cover", "transcode"]
+
+# --------------------------------------------------------------------------- events
+
+
+class CoverReady(_Message):
+    type: Literal["cover_ready"] = "cover_ready"
+    cover_key: str
+    duration: float | None = Field(default=None, ge=0)
+    width: int | None = Field(default=None, gt=0)
+    height: int | None = Field(default=None, gt=0)
+
+
+class TranscodeProgress(_Message):
+    type: Literal["progress"] = "progress"
+    percent: float = Field(ge=0, le=100)
+
+
+class Rendition(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quality: str  # e.g. "720p"
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    bandwidth: int = Field(gt=0)  # bits per second, as in the master playlist
+    playlist_key: str
+    format: Literal["HLS"] = "HLS"
+
+
+class TranscodeSucceeded(_Message):
+    type: Literal["transcode_succeeded"] = "transcode_succeeded"
+    master_key: str
+    renditions: list[Rendition] = Field(min_length=1)
+    duration: float = Field(ge=0)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    source_size: int = Field(ge=0)
+
+
+class TranscodeFailed(_Message):
+    """A job (cover or transcode) ended without a result; ``reason`` is for people."""
+
+    type: Literal["transcode_failed"] = "transcode_failed"
+    job_kind: JobKind
+    reason: str = Field(min_length=1, max_length=2000)
+    permanent: bool
+
+
+Event = Annotated[
+    CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed,
+    Field(discriminator="type"),
+]
+
+_JOB_ADAPTER: TypeAdapter[CoverJob | TranscodeJob] = TypeAdapter(Job)
+_EVENT_ADAPTER: TypeAdapter[CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed] = (
+    TypeAdapter(Event)
+)
+
+
+def _decode(body: bytes | str) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MessageError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MessageError("body is not a JSON object")
+    version = data.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise MessageError(f"unsupported schema_version: {version!r}")
+    return data
+
+
+def _short(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return f"invalid message: {where}: {first['msg']}"
+
+
+def parse_job(body: bytes | str) -> CoverJob | TranscodeJob:
+    data = _decode(body)
+    try:
+        return _JOB_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise MessageError(_short(exc)) from None
+
+
+def parse_event(
+    body: bytes | str,
+) -> CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed:
+    data = _decode(body)
+    try:
+        return _EVENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise MessageError(_short(exc)) from None
+
+
+def job_routing_key(kind: JobKind) -> str:
+    return kind
+
+
+def event_routing_key(event: CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed) -> str:
+    return f"event.{event.type}"

@@ -1,0 +1,237 @@
+"""Typed settings: defaults < configs/config.yaml < environment variables.
+
+One place reads configuration. Every option is a typed field with a default, grouped in
+sections (server, database, s3, rabbitmq, worker, auth, upload, logging). Environment variables
+use the prefix ``VIDEO_`` and ``__`` between section and key, e.g. ``VIDEO_DATABASE__URL`` or
+``VIDEO_WORKER__TRANSCODE_CONCURRENCY``. The YAML file is ``configs/config.yaml`` unless
+``VIDEO_CONFIG_FILE`` names another one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    AnyUrl,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "VIDEO_"
+CONFIG_FILE_ENV = "VIDEO_CONFIG_FILE"
+DEFAULT_CONFIG_FILE = Path("configs/config.yaml")
+DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message is one line naming the key."""
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    # Base URL clients reach the API at; playlist URLs served by the API are built from it.
+    public_base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8000")
+    environment: Literal["development", "production"] = "development"
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+    shutdown_timeout: float = Field(10.0, gt=0)
+    outbox_poll_interval: float = Field(0.5, gt=0)
+    outbox_batch_size: int = Field(100, gt=0)
+
+
+class DatabaseSettings(BaseModel):
+    url: SecretStr = SecretStr("mysql+asyncmy://root@127.0.0.1:3306/video_platform")
+    pool_size: int = Field(10, gt=0)
+    max_overflow: int = Field(10, ge=0)
+    pool_recycle: int = Field(1800, gt=0)
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, value: SecretStr) -> SecretStr:
+        # Validated as a URL, kept secret because it may hold a password.
+        AnyUrl(value.get_secret_value())
+        return value
+
+
+class S3Settings(BaseModel):
+    endpoint_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8333")
+    # Endpoint put into presigned URLs handed to clients (e.g. a public hostname in front
+    # of MinIO). Defaults to endpoint_url.
+    public_endpoint_url: AnyHttpUrl | None = None
+    region: str = "us-east-1"
+    access_key: SecretStr = SecretStr("video-dev-access")
+    secret_key: SecretStr = SecretStr("video-dev-secret-key")
+    bucket: str = Field("videos", min_length=3, max_length=63)
+    addressing_style: Literal["path", "virtual", "auto"] = "path"
+    upload_url_expiry: int = Field(3600, gt=0, le=7 * 24 * 3600)
+    download_url_expiry: int = Field(3600, gt=0, le=7 * 24 * 3600)
+
+    @property
+    def presign_endpoint(self) -> str:
+        return str(self.public_endpoint_url or self.endpoint_url).rstrip("/")
+
+
+class RabbitMQSettings(BaseModel):
+    url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    # Prepended to every exchange and queue name; tests use it to isolate runs.
+    prefix: str = ""
+    cover_queue: str = "video_processing"
+    transcode_queue: str = "video_transcoding_queue"
+    events_queue: str = "video_events"
+    # Quorum-queue delivery limit: a message redelivered more often (e.g. it keeps crashing
+    # workers) is dead-lettered by the broker.
+    delivery_limit: int = Field(5, ge=1)
+    # Backoff of transient-failure retries, one delay queue per step.
+    retry_delays_ms: list[int] = Field(default_factory=lambda: [2000, 10000, 60000])
+    publish_timeout: float = Field(10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, value: SecretStr) -> SecretStr:
+        AnyUrl(value.get_secret_value())
+        return value
+
+    @field_validator("retry_delays_ms")
+    @classmethod
+    def _delays_positive(cls, value: list[int]) -> list[int]:
+        if not value or any(d <= 0 for d in value):
+            raise ValueError("must be a non-empty list of positive milliseconds")
+        return value
+
+
+class WorkerSettings(BaseModel):
+    cover_concurrency: int = Field(2, ge=1)
+    transcode_concurrency: int = Field(1, ge=1)
+    upload_concurrency: int = Field(8, ge=1)
+    work_dir: Path = Path("/tmp/video-worker")
+    shutdown_grace: float = Field(30.0, ge=0)
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(8001, ge=0, le=65535)
+    # Transient failures are retried this many times in total before dead-lettering.
+    max_attempts: int = Field(4, ge=1)
+    max_width: int = Field(7680, gt=0)
+    max_height: int = Field(4320, gt=0)
+    max_duration: float = Field(6 * 3600, gt=0)
+    max_streams: int = Field(16, gt=0)
+    max_source_bytes: int = Field(5 * 1024**3, gt=0)
+    rungs: list[int] = Field(default_factory=lambda: [1080, 720, 480, 360, 240])
+    segment_seconds: int = Field(6, ge=1)
+    max_fps: int = Field(60, ge=1)
+    x264_preset: str = "veryfast"
+    cover_max_width: int = Field(1280, ge=16)
+    # Wall-clock limit of one ffmpeg run: base + factor x media duration.
+    ffmpeg_timeout_base: float = Field(120.0, gt=0)
+    ffmpeg_timeout_factor: float = Field(10.0, gt=0)
+    ffmpeg_threads: int = Field(0, ge=0)
+    progress_interval: float = Field(1.0, gt=0)
+
+    @field_validator("rungs")
+    @classmethod
+    def _rungs_valid(cls, value: list[int]) -> list[int]:
+        if not value or any(h < 16 or h % 2 for h in value):
+            raise ValueError("must be a non-empty list of even heights >= 16")
+        return sorted(set(value), reverse=True)
+
+
+class AuthSettings(BaseModel):
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    token_ttl_seconds: int = Field(24 * 3600, gt=0)
+    issuer: str = "video-platform"
+
+
+class UploadSettings(BaseModel):
+    # 5 GiB: the S3 single-PUT limit.
+    max_size: int = Field(5 * 1024**3, gt=0)
+    allowed_extensions: list[str] = Field(
+        default_factory=lambda: [
+            ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts",
+            ".flv", ".mpg", ".mpeg", ".ogv", ".ogg", ".3gp",
+        ]
+    )
+    allowed_content_types: list[str] = Field(
+        default_factory=lambda: [
+            "video/mp4", "video/quicktime", "video/x-matroska", "video/webm",
+            "video/x-msvideo", "video/avi", "video/mp2t", "video/x-flv", "video/mpeg",
+            "video/ogg", "video/3gpp", "application/octet-stream",
+        ]
+    )
+
+
+class LoggingSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # None: JSON when stderr is not a TTY, coloured console otherwise.
+    json_output: bool | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    s3: S3Settings = S3Settings()
+    rabbitmq: RabbitMQSettings = RabbitMQSettings()
+    worker: WorkerSettings = WorkerSettings()
+    auth: AuthSettings = AuthSettings()
+    upload: UploadSettings = UploadSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win: explicit arguments, then the environment, then the YAML file.
+        yaml_file = Path(os.environ.get(CONFIG_FILE_ENV, str(DEFAULT_CONFIG_FILE)))
+        return (
+            init_settings,
+            env_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),
+        )
+
+    def ensure_production_safe(self) -> None:
+        """Refuse to run outside development mode with the well-known development secret."""
+        if (
+            self.server.environment != "development"
+            and self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+        ):
+            raise SettingsError(
+                "invalid setting auth.jwt_secret: the development default may not be used "
+                "when server.environment is not 'development'"
+            )
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "settings"
+    return f"invalid setting {key}: {first['msg']}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings or raise SettingsError with one line naming the offending key."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None

@@ -1,0 +1,14 @@
+"""Video lifecycle: uploading -> transcoding -> online | failed."""
+
+from enum import StrEnum
+
+
+class VideoStatus(StrEnum):
+    UPLOADING = "uploading"
+    TRANSCODING = "transcoding"
+    ONLINE = "online"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (VideoStatus.ONLINE, VideoStatus.FAILED)
