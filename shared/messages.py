@@ -28,7 +28,7 @@ def _now() -> datetime:
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     video_id: int = Field(gt=0)
     job_id: uuid.UUID
     created_at: datetime = Field(default_factory=_now)
@@ -104,10 +104,11 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 
-_JOB_ADAPTER: TypeAdapter[CoverJob | TranscodeJob] = TypeAdapter(Job)
-_EVENT_ADAPTER: TypeAdapter[CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed] = (
-    TypeAdapter(Event)
-)
+AnyJob = CoverJob | TranscodeJob
+AnyEvent = CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed
+
+_JOB_ADAPTER: TypeAdapter[AnyJob] = TypeAdapter(Job)
+_EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 
 
 def _decode(body: bytes | str) -> dict[str, Any]:
@@ -129,7 +130,7 @@ def _short(error: ValidationError) -> str:
     return f"invalid message: {where}: {first['msg']}"
 
 
-def parse_job(body: bytes | str) -> CoverJob | TranscodeJob:
+def parse_job(body: bytes | str) -> AnyJob:
     data = _decode(body)
     try:
         return _JOB_ADAPTER.validate_python(data)
@@ -137,9 +138,7 @@ def parse_job(body: bytes | str) -> CoverJob | TranscodeJob:
         raise MessageError(_short(exc)) from None
 
 
-def parse_event(
-    body: bytes | str,
-) -> CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed:
+def parse_event(body: bytes | str) -> AnyEvent:
     data = _decode(body)
     try:
         return _EVENT_ADAPTER.validate_python(data)
@@ -151,5 +150,5 @@ def job_routing_key(kind: JobKind) -> str:
     return kind
 
 
-def event_routing_key(event: CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed) -> str:
+def event_routing_key(event: AnyEvent) -> str:
     return f"event.{event.type}"

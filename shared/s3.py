@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+
 from shared.settings import S3Settings
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 def s3_client(
     settings: S3Settings, *, public: bool = False, max_pool_connections: int = 32
-) -> AbstractAsyncContextManager["S3Client"]:
+) -> AbstractAsyncContextManager[S3Client]:
     """An S3 client context manager. ``public=True`` signs for the endpoint clients use
     (presigned URLs); otherwise the internal endpoint is used for transfers."""
     endpoint = settings.presign_endpoint if public else str(settings.endpoint_url).rstrip("/")
@@ -27,7 +28,7 @@ def s3_client(
         connect_timeout=10,
         read_timeout=60,
     )
-    return get_session().create_client(  # type: ignore[return-value]
+    return get_session().create_client(
         "s3",
         endpoint_url=endpoint,
         region_name=settings.region,

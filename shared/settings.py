@@ -158,15 +158,37 @@ class UploadSettings(BaseModel):
     max_size: int = Field(5 * 1024**3, gt=0)
     allowed_extensions: list[str] = Field(
         default_factory=lambda: [
-            ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts",
-            ".flv", ".mpg", ".mpeg", ".ogv", ".ogg", ".3gp",
+            ".mp4",
+            ".m4v",
+            ".mov",
+            ".mkv",
+            ".webm",
+            ".avi",
+            ".ts",
+            ".mts",
+            ".m2ts",
+            ".flv",
+            ".mpg",
+            ".mpeg",
+            ".ogv",
+            ".ogg",
+            ".3gp",
         ]
     )
     allowed_content_types: list[str] = Field(
         default_factory=lambda: [
-            "video/mp4", "video/quicktime", "video/x-matroska", "video/webm",
-            "video/x-msvideo", "video/avi", "video/mp2t", "video/x-flv", "video/mpeg",
-            "video/ogg", "video/3gpp", "application/octet-stream",
+            "video/mp4",
+            "video/quicktime",
+            "video/x-matroska",
+            "video/webm",
+            "video/x-msvideo",
+            "video/avi",
+            "video/mp2t",
+            "video/x-flv",
+            "video/mpeg",
+            "video/ogg",
+            "video/3gpp",
+            "application/octet-stream",
         ]
     )
 

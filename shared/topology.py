@@ -80,7 +80,7 @@ class Topology:
         ]
         for kind in ("cover", "transcode"):
             for step in range(len(self.retry_delays_ms)):
-                queues.append(self.retry_queue(kind, step))  # type: ignore[arg-type]
+                queues.append(self.retry_queue(kind, step))
         return queues
 
     def all_exchanges(self) -> list[str]:
@@ -120,7 +120,7 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
 
     for kind in ("cover", "transcode"):
         queue = await channel.declare_queue(
-            topology.job_queue(kind),  # type: ignore[arg-type]
+            topology.job_queue(kind),
             durable=True,
             arguments=_quorum_args(topology),
         )
@@ -129,7 +129,7 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
             # A delay queue has no consumer: messages wait for their TTL, then dead-letter
             # back to the jobs exchange under the job's routing key.
             await channel.declare_queue(
-                topology.retry_queue(kind, step),  # type: ignore[arg-type]
+                topology.retry_queue(kind, step),
                 durable=True,
                 arguments={
                     "x-queue-type": "quorum",

@@ -1,0 +1,157 @@
+"""Fixtures over the real services, isolated per run.
+
+Each pytest run gets its own database (``video_test_<run>``), its own RabbitMQ name prefix
+(``t<run>.``) and its own bucket (``test-<run>``), so a leftover or parallel run cannot
+interfere. Everything is removed at the end of the run. The services themselves are started
+by ``make test`` (scripts/stack.sh up) before pytest runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.s3 import s3_client
+from shared.settings import Settings, load_settings
+from shared.topology import Topology, declare_topology, delete_topology
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+def _test_settings(tmp_root: Path) -> Settings:
+    base = load_settings()
+    db_url = make_url(base.database.url.get_secret_value()).set(database=f"video_test_{RUN_ID}")
+    return load_settings(
+        database={
+            **base.database.model_dump(),
+            "url": db_url.render_as_string(hide_password=False),
+        },
+        rabbitmq={
+            **base.rabbitmq.model_dump(),
+            "url": base.rabbitmq.url.get_secret_value(),
+            "prefix": f"t{RUN_ID}.",
+            # Short backoff so retry paths finish quickly in tests.
+            "retry_delays_ms": [300, 600, 1200],
+        },
+        s3={
+            **base.s3.model_dump(mode="json"),
+            "access_key": base.s3.access_key.get_secret_value(),
+            "secret_key": base.s3.secret_key.get_secret_value(),
+            "bucket": f"test-{RUN_ID}",
+        },
+        worker={
+            **base.worker.model_dump(mode="json"),
+            "work_dir": str(tmp_root / "worker"),
+            "health_port": 0,
+            "shutdown_grace": 10,
+        },
+        server={**base.server.model_dump(mode="json"), "port": 0},
+        auth={
+            **base.auth.model_dump(),
+            "jwt_secret": base.auth.jwt_secret.get_secret_value(),
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("run")
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_root: Path) -> Settings:
+    return _test_settings(tmp_root)
+
+
+@pytest.fixture(scope="session")
+def topology(settings: Settings) -> Topology:
+    return Topology.from_settings(settings.rabbitmq)
+
+
+@pytest.fixture(scope="session")
+def settings_env(settings: Settings) -> Iterator[dict[str, str]]:
+    """Environment variables that make a child process (API, worker) use this run's
+    isolated resources."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "VIDEO_DATABASE__URL": settings.database.url.get_secret_value(),
+            "VIDEO_RABBITMQ__PREFIX": settings.rabbitmq.prefix,
+            "VIDEO_RABBITMQ__RETRY_DELAYS_MS": "[300, 600, 1200]",
+            "VIDEO_S3__BUCKET": settings.s3.bucket,
+            "VIDEO_WORKER__WORK_DIR": str(settings.worker.work_dir),
+            "VIDEO_WORKER__SHUTDOWN_GRACE": str(settings.worker.shutdown_grace),
+        }
+    )
+    yield env
+
+
+@pytest.fixture(scope="session")
+async def database(settings: Settings) -> AsyncIterator[str]:
+    """A fresh, migrated database for this run; dropped afterwards. Yields its URL."""
+    from api_service.migrate import upgrade  # the API owns the schema
+
+    url = make_url(settings.database.url.get_secret_value())
+    server = create_async_engine(url.set(database=""), pool_pre_ping=True)
+    async with server.begin() as conn:
+        await conn.execute(
+            text(
+                f"CREATE DATABASE `{url.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+        )
+    try:
+        await asyncio.to_thread(upgrade, url.render_as_string(hide_password=False))
+        yield url.render_as_string(hide_password=False)
+    finally:
+        async with server.begin() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS `{url.database}`"))
+        await server.dispose()
+
+
+@pytest.fixture(scope="session")
+async def bucket(settings: Settings) -> AsyncIterator[str]:
+    """This run's bucket, emptied and removed at the end."""
+    async with s3_client(settings.s3) as s3:
+        await s3.create_bucket(Bucket=settings.s3.bucket)
+        try:
+            yield settings.s3.bucket
+        finally:
+            paginator = s3.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=settings.s3.bucket):
+                for obj in page.get("Contents", []):
+                    await s3.delete_object(Bucket=settings.s3.bucket, Key=obj["Key"])
+            await s3.delete_bucket(Bucket=settings.s3.bucket)
+
+
+@pytest.fixture(scope="session")
+async def amqp(settings: Settings) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(settings.rabbitmq.url.get_secret_value())
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+async def declared_topology(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> AsyncIterator[Topology]:
+    """This run's exchanges and queues, declared once and deleted at the end."""
+    channel = await amqp.channel()
+    await declare_topology(channel, topology)
+    try:
+        yield topology
+    finally:
+        cleanup = await amqp.channel()
+        await delete_topology(cleanup, topology)
+        await cleanup.close()
