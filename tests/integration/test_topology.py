@@ -1,0 +1,117 @@
+"""The one topology declaration, against the real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from shared.messages import CoverJob
+from shared.topology import Topology, declare_topology
+
+
+async def _get(
+    channel: AbstractChannel, queue_name: str, within: float = 10.0
+) -> AbstractIncomingMessage:
+    queue = await channel.get_queue(queue_name, ensure=False)
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        message = await queue.get(no_ack=False, fail=False)
+        if message is not None:
+            return message
+        assert asyncio.get_running_loop().time() < deadline, f"nothing arrived in {queue_name}"
+        await asyncio.sleep(0.1)
+
+
+def _death_reason(message: AbstractIncomingMessage) -> str:
+    """The reason of the latest dead-lettering, from the broker's x-death header."""
+    death = message.headers.get("x-death")
+    assert isinstance(death, list) and death, f"no x-death header: {message.headers}"
+    first = death[0]
+    assert isinstance(first, dict)
+    return str(first["reason"])
+
+
+async def _publish_job(channel: AbstractChannel, topology: Topology, job: CoverJob) -> None:
+    exchange = await channel.get_exchange(topology.jobs_exchange, ensure=False)
+    await exchange.publish(
+        aio_pika.Message(job.to_json(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        routing_key="cover",
+        mandatory=True,
+    )
+
+
+async def test_declaring_twice_is_harmless(
+    amqp: AbstractRobustConnection, declared_topology: Topology
+) -> None:
+    channel = await amqp.channel()
+    await declare_topology(channel, declared_topology)
+    await declare_topology(channel, declared_topology)
+    # Still usable, and the queues are the quorum queues we asked for.
+    for name in declared_topology.all_queues():
+        queue = await channel.declare_queue(name, passive=True)
+        assert queue.declaration_result.message_count is not None
+    await channel.close()
+
+
+async def test_rejected_job_lands_in_the_dead_letter_queue(
+    amqp: AbstractRobustConnection, declared_topology: Topology
+) -> None:
+    channel = await amqp.channel()
+    job = CoverJob(video_id=1, job_id=uuid.uuid4(), source_key="raw/1/x.mp4")
+    await _publish_job(channel, declared_topology, job)
+
+    delivered = await _get(channel, declared_topology.cover_queue)
+    assert delivered.body == job.to_json()
+    await delivered.reject(requeue=False)
+
+    dead = await _get(channel, declared_topology.dead_letter_queue)
+    assert dead.body == job.to_json()
+    assert _death_reason(dead) == "rejected"
+    await dead.ack()
+    # The fanout copy for the API's watcher is there too.
+    watch = await _get(channel, declared_topology.dead_letter_watch_queue)
+    assert watch.body == job.to_json()
+    await watch.ack()
+    await channel.close()
+
+
+async def test_retry_queue_returns_the_job_after_its_delay(
+    amqp: AbstractRobustConnection, declared_topology: Topology
+) -> None:
+    channel = await amqp.channel()
+    job = CoverJob(video_id=2, job_id=uuid.uuid4(), source_key="raw/2/x.mp4")
+    await channel.default_exchange.publish(
+        aio_pika.Message(job.to_json(), headers={"x-attempt": 2}),
+        routing_key=declared_topology.retry_queue("cover", 0),
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    back = await _get(channel, declared_topology.cover_queue)
+    waited = loop.time() - started
+    assert back.body == job.to_json()
+    assert back.headers["x-attempt"] == 2
+    assert waited >= declared_topology.retry_delay_ms(0) / 1000 * 0.8
+    await back.ack()
+    await channel.close()
+
+
+async def test_delivery_limit_dead_letters_a_message_that_keeps_coming_back(
+    amqp: AbstractRobustConnection, declared_topology: Topology
+) -> None:
+    channel = await amqp.channel()
+    job = CoverJob(video_id=3, job_id=uuid.uuid4(), source_key="raw/3/x.mp4")
+    await _publish_job(channel, declared_topology, job)
+    # Returning it as a crashed consumer would, more times than the limit allows.
+    for _ in range(declared_topology.delivery_limit + 1):
+        message = await _get(channel, declared_topology.cover_queue)
+        await message.nack(requeue=True)
+    dead = await _get(channel, declared_topology.dead_letter_queue)
+    assert dead.body == job.to_json()
+    assert _death_reason(dead) == "delivery_limit"
+    await dead.ack()
+    watch = await _get(channel, declared_topology.dead_letter_watch_queue)
+    await watch.ack()
+    await channel.close()
