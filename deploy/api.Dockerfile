@@ -1,0 +1,63 @@
+# syntax=docker/dockerfile:1
+# API image: aiohttp API (video-api) and the schema migration (video-migrate).
+# Build from the repository root:
+#   docker build -f deploy/api.Dockerfile -t video-platform/api:dev .
+
+# ---- builder: resolve and install the distribution into a self-contained venv ----------------
+FROM python:3.11-slim-bookworm AS builder
+
+# A C toolchain only in this stage, for any dependency without a wheel for this platform;
+# none of it reaches the final image.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH="/opt/venv/bin:${PATH}"
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY api_service ./api_service
+COPY transcode_service ./transcode_service
+# DL3013 wants every pip requirement pinned; this installs the local project, whose
+# dependency ranges live in pyproject.toml (the repository has no lock file yet). Pass
+# Once a lock/constraints file exists, add "--constraint <file>" here.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".[api]"
+
+# ---- final: slim runtime, no compilers, non-root ----------------------------------------------
+FROM python:3.11-slim-bookworm
+
+LABEL org.opencontainers.image.title="video-platform-api" \
+      org.opencontainers.image.description="Video platform HTTP API (video-api, video-migrate)" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app
+
+COPY --from=builder /opt/venv /opt/venv
+
+# Configuration comes from VIDEO_* environment variables; a YAML file may be mounted at
+# VIDEO_CONFIG_FILE (absent by default, which is fine: defaults + environment apply).
+ENV PATH="/opt/venv/bin:${PATH}" \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    VIDEO_CONFIG_FILE=/etc/video-platform/config.yaml \
+    VIDEO_SERVER__HOST=0.0.0.0 \
+    VIDEO_SERVER__PORT=8000 \
+    VIDEO_LOGGING__JSON_OUTPUT=true
+
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8000
+
+# No curl in slim images: probe /healthz with the standard library (exit 1 on any error).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('VIDEO_SERVER__PORT', '8000'), timeout=4)"]
+
+# Exec form: the Python process is PID 1 and receives SIGTERM directly.
+CMD ["video-api"]
