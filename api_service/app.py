@@ -1,0 +1,116 @@
+"""The application factory. Resources are created in cleanup_ctx generators at start-up and
+released in reverse order at shutdown; nothing is created at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aio_pika
+import structlog
+from aiohttp import web
+
+from api_service.context import (
+    AMQP,
+    ENGINE,
+    METRICS,
+    OUTBOX_WAKE,
+    SESSIONS,
+    SETTINGS,
+    STORAGE,
+    TOPOLOGY,
+)
+from api_service.db.engine import make_engine, make_sessionmaker
+from api_service.events import EventConsumer
+from api_service.http.errors import error_middleware
+from api_service.http.middleware import request_context_middleware
+from api_service.metrics import Metrics
+from api_service.openapi import setup_openapi
+from api_service.outbox import OutboxRelay
+from api_service.routes import ops, playback, users, videos
+from api_service.storage import open_storage
+from shared.settings import Settings
+from shared.topology import Topology, declare_topology
+
+log = structlog.get_logger(__name__)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    engine = make_engine(app[SETTINGS].database)
+    app[ENGINE] = engine
+    app[SESSIONS] = make_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    async with open_storage(app[SETTINGS].s3) as storage:
+        app[STORAGE] = storage
+        yield
+
+
+async def _broker(app: web.Application) -> AsyncIterator[None]:
+    connection = await aio_pika.connect_robust(app[SETTINGS].rabbitmq.url.get_secret_value())
+    app[AMQP] = connection
+    try:
+        channel = await connection.channel()
+        await declare_topology(channel, app[TOPOLOGY])
+        await channel.close()
+        yield
+    finally:
+        await connection.close()
+
+
+def _relay_ctx(app: web.Application) -> contextlib.AbstractAsyncContextManager[None]:
+    @contextlib.asynccontextmanager
+    async def run() -> AsyncIterator[None]:
+        relay = OutboxRelay(app[SETTINGS], app[SESSIONS], app[AMQP], app[METRICS], app[OUTBOX_WAKE])
+        task = asyncio.create_task(relay.run(), name="outbox-relay")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await relay.close()
+
+    return run()
+
+
+async def _outbox_relay(app: web.Application) -> AsyncIterator[None]:
+    async with _relay_ctx(app):
+        yield
+
+
+async def _event_consumer(app: web.Application) -> AsyncIterator[None]:
+    consumer = EventConsumer(app[TOPOLOGY], app[SESSIONS], app[STORAGE], app[AMQP], app[METRICS])
+    await consumer.start()
+    try:
+        yield
+    finally:
+        await consumer.stop(grace=app[SETTINGS].server.shutdown_timeout)
+
+
+def create_app(
+    settings: Settings, *, run_relay: bool = True, run_consumers: bool = True
+) -> web.Application:
+    """Build the API. Tests may switch off the background tasks of extra app instances so
+    that only one instance consumes the run's events."""
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[request_context_middleware, error_middleware],
+    )
+    app[SETTINGS] = settings
+    app[TOPOLOGY] = Topology.from_settings(settings.rabbitmq)
+    app[METRICS] = Metrics()
+    app[OUTBOX_WAKE] = asyncio.Event()
+    app.cleanup_ctx.extend([_database, _storage, _broker])
+    if run_relay:
+        app.cleanup_ctx.append(_outbox_relay)
+    if run_consumers:
+        app.cleanup_ctx.append(_event_consumer)
+    for table in (users.routes, videos.routes, playback.routes, ops.routes):
+        app.router.add_routes(table)
+    setup_openapi(app, str(settings.server.public_base_url).rstrip("/"))
+    return app

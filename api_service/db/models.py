@@ -1,0 +1,103 @@
+"""The API's schema. The worker never touches it: results arrive as events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Double,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.status import VideoStatus
+
+
+def utcnow() -> datetime:
+    # Stored naive in UTC: MariaDB DATETIME has no zone.
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+VIDEO_STATUS = Enum(
+    VideoStatus,
+    name="video_status",
+    values_callable=lambda enum: [member.value for member in enum],
+    native_enum=True,
+    validate_strings=True,
+)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    nickname: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+
+
+class Video(Base):
+    __tablename__ = "videos"
+    __table_args__ = (Index("ix_videos_owner_created", "owner_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    owner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(255))
+    original_file_name: Mapped[str] = mapped_column(String(255))
+    source_key: Mapped[str | None] = mapped_column(String(1024), default=None)
+    status: Mapped[VideoStatus] = mapped_column(VIDEO_STATUS, default=VideoStatus.UPLOADING)
+    progress: Mapped[float] = mapped_column(Double, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    etag: Mapped[str | None] = mapped_column(String(128), default=None)
+    duration: Mapped[float | None] = mapped_column(Double, default=None)
+    width: Mapped[int | None] = mapped_column(Integer, default=None)
+    height: Mapped[int | None] = mapped_column(Integer, default=None)
+    cover_key: Mapped[str | None] = mapped_column(String(1024), default=None)
+    master_key: Mapped[str | None] = mapped_column(String(1024), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow, onupdate=utcnow)
+
+
+class VideoSource(Base):
+    __tablename__ = "video_sources"
+    __table_args__ = (UniqueConstraint("video_id", "quality", "format", name="uq_source"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    video_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("videos.id", ondelete="CASCADE"))
+    quality: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(16))
+    playlist_key: Mapped[str] = mapped_column(String(1024))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    bandwidth: Mapped[int] = mapped_column(BigInteger)
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_sent_at", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # Not a foreign key: a sent row outlives its video as a record of what was published.
+    video_id: Mapped[int | None] = mapped_column(BigInteger, index=True, default=None)
+    exchange: Mapped[str] = mapped_column(String(255))
+    routing_key: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(), default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -1,0 +1,57 @@
+"""Request id (bound into every log line and echoed in a header) and request metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from api_service.context import METRICS
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+log = structlog.get_logger("api_service.access")
+
+
+def _route_label(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource
+    if resource is None:
+        # Unknown routes share one label so random paths cannot blow up cardinality.
+        return "unmatched"
+    return resource.canonical
+
+
+@web.middleware
+async def request_context_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response: web.StreamResponse = await handler(request)
+        status = response.status
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route_label(request)
+        metrics.http_requests.labels(route, request.method, str(status)).inc()
+        metrics.http_duration.labels(route).observe(elapsed)
+        # Our own access line: aiohttp's access logger runs outside the request context.
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=round(elapsed * 1000, 1),
+        )
+        structlog.contextvars.clear_contextvars()

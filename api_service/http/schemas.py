@@ -1,0 +1,159 @@
+"""Pydantic models of the HTTP API: they validate requests and generate the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+
+from shared.status import VideoStatus
+
+
+def _as_utc(value: datetime) -> datetime:
+    # The database stores naive UTC; clients get an explicit offset.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class _Request(BaseModel):
+    # Unknown fields are ignored so clients of the original service keep working.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable error code.")
+    message: str = Field(description="Human-readable explanation.")
+    details: list[dict[str, Any]] | None = Field(
+        default=None, description="Per-field problems of a validation error."
+    )
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# --------------------------------------------------------------------------- users
+
+
+class RegisterRequest(_Request):
+    nickname: str = Field(min_length=1, max_length=64)
+    email: EmailStr
+    password: str = Field(min_length=8, max_length=1024)
+
+
+class LoginRequest(_Request):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserResponse(BaseModel):
+    id: int
+    nickname: str
+    email: str
+    created_at: UtcDatetime
+
+
+class TokenResponse(BaseModel):
+    token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_at: UtcDatetime
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+class InitiateUploadRequest(_Request):
+    file_name: str = Field(min_length=1, max_length=255)
+    title: str | None = Field(default=None, min_length=1, max_length=255)
+    size: int | None = Field(default=None, gt=0, description="Expected size in bytes.")
+    content_type: str | None = Field(default=None, max_length=255)
+
+
+class InitiateUploadResponse(BaseModel):
+    video_id: int
+    upload_url: str = Field(description="Presigned URL: PUT the file's bytes to it.")
+    method: Literal["PUT"] = "PUT"
+    expires_at: UtcDatetime
+    max_size: int = Field(description="Largest accepted upload in bytes.")
+
+
+class CompleteUploadRequest(_Request):
+    video_id: int = Field(gt=0)
+
+
+class CompleteUploadResponse(BaseModel):
+    video_id: int
+    status: VideoStatus
+
+
+# --------------------------------------------------------------------------- videos
+
+
+class SourceResponse(BaseModel):
+    quality: str
+    format: str
+    url: str = Field(description="HLS variant playlist a player can open (signed).")
+    width: int
+    height: int
+    bandwidth: int
+
+
+class VideoResponse(BaseModel):
+    id: int
+    title: str
+    status: VideoStatus
+    progress: float
+    error: str | None
+    duration: float | None
+    width: int | None
+    height: int | None
+    cover_url: str | None = Field(description="Short-lived signed URL of the cover image.")
+    sources: list[SourceResponse]
+    playback_url: str | None = Field(description="Signed HLS master playlist URL.")
+    created_at: UtcDatetime
+
+
+class VideoListQuery(_Request):
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0)
+
+
+class VideoListResponse(BaseModel):
+    items: list[VideoResponse]
+    limit: int
+    offset: int
+    total: int
+
+
+# --------------------------------------------------------------------------- operations
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]
+
+
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
+
+
+async def read_json(request: web.Request, model: type[RequestModel]) -> RequestModel:
+    """Parse and validate the JSON body; malformed JSON is a 400 of its own."""
+    from api_service.http.errors import ApiError  # errors imports this module
+
+    raw = await request.read()  # raises 413 past client_max_size
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "malformed_json", "request body must be a JSON object")
+    return model.model_validate(data)

@@ -1,0 +1,64 @@
+"""Schema migrations (Alembic), run programmatically: no alembic.ini needed."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.logging import configure_logging
+from shared.settings import SettingsError, load_settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade(database_url: str) -> None:
+    """Upgrade the database at ``database_url`` to the newest revision (blocking)."""
+    command.upgrade(alembic_config(database_url), "head")
+
+
+async def _create_database(database_url: str) -> None:
+    url = make_url(database_url)
+    name = url.database
+    if not name or "`" in name:
+        raise SettingsError("invalid setting database.url: no usable database name")
+    engine = create_async_engine(url.set(database=""))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    f"CREATE DATABASE IF NOT EXISTS `{name}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings.logging.level, settings.logging.json_output)
+    url = settings.database.url.get_secret_value()
+    asyncio.run(_create_database(url))
+    upgrade(url)
+
+
+if __name__ == "__main__":
+    main()

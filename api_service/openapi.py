@@ -1,0 +1,327 @@
+"""The OpenAPI 3.1 document, built from the same pydantic models that validate requests,
+and a Swagger UI page served from the installed swagger-ui-bundle (no CDN)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel
+from swagger_ui_bundle import swagger_ui_path
+
+from api_service.context import OPENAPI
+from api_service.http.schemas import (
+    CompleteUploadRequest,
+    CompleteUploadResponse,
+    ErrorResponse,
+    HealthResponse,
+    InitiateUploadRequest,
+    InitiateUploadResponse,
+    LoginRequest,
+    ReadyResponse,
+    RegisterRequest,
+    TokenResponse,
+    UserResponse,
+    VideoListQuery,
+    VideoListResponse,
+    VideoResponse,
+)
+
+DOCS_PATH = "/api/v1/docs"
+OPENAPI_PATH = "/api/v1/openapi.json"
+_REF = "#/components/schemas/{model}"
+
+Auth = Literal["none", "bearer", "optional", "playback"]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    tag: str
+    status: int = 200
+    request: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    auth: Auth = "none"
+    errors: tuple[int, ...] = ()
+    content_type: str = "application/json"
+
+
+_VIDEO_ID = "/api/v1/videos/{video_id}"
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "post",
+        "/api/v1/users/register",
+        "Create an account",
+        "users",
+        201,
+        RegisterRequest,
+        UserResponse,
+        errors=(400, 409, 413),
+    ),
+    Operation(
+        "post",
+        "/api/v1/users/login",
+        "Log in and get a JWT",
+        "users",
+        200,
+        LoginRequest,
+        TokenResponse,
+        errors=(400, 401, 413),
+    ),
+    Operation(
+        "get",
+        "/api/v1/me",
+        "The calling user",
+        "users",
+        response=UserResponse,
+        auth="bearer",
+        errors=(401,),
+    ),
+    Operation(
+        "post",
+        "/api/v1/videos/upload/initiate",
+        "Create a video and get a presigned PUT URL for its file",
+        "videos",
+        201,
+        InitiateUploadRequest,
+        InitiateUploadResponse,
+        auth="bearer",
+        errors=(400, 401, 413),
+    ),
+    Operation(
+        "post",
+        "/api/v1/videos/upload/complete",
+        "Report the upload done; queues the cover and transcode jobs",
+        "videos",
+        202,
+        CompleteUploadRequest,
+        CompleteUploadResponse,
+        auth="bearer",
+        errors=(400, 401, 404, 409, 413),
+    ),
+    Operation(
+        "get",
+        "/api/v1/videos",
+        "The caller's videos, newest first",
+        "videos",
+        response=VideoListResponse,
+        query=VideoListQuery,
+        auth="bearer",
+        errors=(400, 401),
+    ),
+    Operation(
+        "get",
+        _VIDEO_ID,
+        "One video (online videos are public)",
+        "videos",
+        response=VideoResponse,
+        auth="optional",
+        errors=(401, 404),
+    ),
+    Operation(
+        "delete",
+        _VIDEO_ID,
+        "Delete a video with all its files",
+        "videos",
+        204,
+        auth="bearer",
+        errors=(401, 404),
+    ),
+    Operation(
+        "get",
+        f"{_VIDEO_ID}/hls/master.m3u8",
+        "Signed HLS master playlist",
+        "playback",
+        auth="playback",
+        errors=(401, 404),
+        content_type="application/vnd.apple.mpegurl",
+    ),
+    Operation(
+        "get",
+        _VIDEO_ID + "/hls/{quality}.m3u8",
+        "Signed HLS variant playlist (segments are presigned S3 URLs)",
+        "playback",
+        auth="playback",
+        errors=(401, 404),
+        content_type="application/vnd.apple.mpegurl",
+    ),
+    Operation(
+        "get", "/healthz", "Liveness (no dependencies)", "operations", response=HealthResponse
+    ),
+    Operation(
+        "get",
+        "/readyz",
+        "Readiness: database, broker and storage reachable",
+        "operations",
+        response=ReadyResponse,
+        errors=(503,),
+    ),
+    Operation("get", "/metrics", "Prometheus metrics", "operations", content_type="text/plain"),
+)
+
+_ERROR_DESCRIPTIONS = {
+    400: "Malformed JSON or a validation error naming the field",
+    401: "Missing, invalid or expired token",
+    404: "Not found (also another user's video)",
+    409: "Conflict with the current state",
+    413: "Request body or file too large",
+    503: "A dependency is unavailable; retry after Retry-After seconds",
+}
+
+
+class _Components:
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {}
+
+    def ref(self, model: type[BaseModel], mode: Literal["validation", "serialization"]) -> str:
+        schema = model.model_json_schema(ref_template=_REF, mode=mode)
+        for name, definition in schema.pop("$defs", {}).items():
+            self.schemas.setdefault(name, definition)
+        self.schemas.setdefault(model.__name__, schema)
+        return _REF.format(model=model.__name__)
+
+
+def _parameters(op: Operation, components: _Components) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = []
+    if "{video_id}" in op.path:
+        params.append(
+            {
+                "name": "video_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        )
+    if "{quality}" in op.path:
+        params.append(
+            {
+                "name": "quality",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,16}$"},
+                "description": "Rendition, e.g. 720p",
+            }
+        )
+    if op.auth == "playback":
+        params.append(
+            {
+                "name": "token",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "Playback token from playback_url",
+            }
+        )
+    if op.query is not None:
+        schema = op.query.model_json_schema(ref_template=_REF)
+        required = set(schema.get("required", []))
+        for name, prop in schema.get("properties", {}).items():
+            params.append(
+                {"name": name, "in": "query", "required": name in required, "schema": prop}
+            )
+    return params
+
+
+def build_openapi(base_url: str) -> dict[str, Any]:
+    components = _Components()
+    error_ref = components.ref(ErrorResponse, "serialization")
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        success: dict[str, Any] = {"description": "Success"}
+        if op.response is not None:
+            success["content"] = {
+                op.content_type: {"schema": {"$ref": components.ref(op.response, "serialization")}}
+            }
+        elif op.status != 204:
+            success["content"] = {op.content_type: {"schema": {"type": "string"}}}
+        responses: dict[str, Any] = {str(op.status): success}
+        for status in sorted({*op.errors, 503} if op.path.startswith("/api") else op.errors):
+            responses[str(status)] = {
+                "description": _ERROR_DESCRIPTIONS.get(status, "Error"),
+                "content": {"application/json": {"schema": {"$ref": error_ref}}},
+            }
+        responses["default"] = {
+            "description": "Any other error, in the same format",
+            "content": {"application/json": {"schema": {"$ref": error_ref}}},
+        }
+        operation: dict[str, Any] = {
+            "summary": op.summary,
+            "tags": [op.tag],
+            "operationId": f"{op.method}_{op.path.strip('/').replace('/', '_')}".replace("{", "")
+            .replace("}", "")
+            .replace(".", "_"),
+            "responses": responses,
+        }
+        params = _parameters(op, components)
+        if params:
+            operation["parameters"] = params
+        if op.request is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": components.ref(op.request, "validation")}
+                    }
+                },
+            }
+        if op.auth == "bearer":
+            operation["security"] = [{"bearerAuth": []}]
+        elif op.auth == "optional":
+            operation["security"] = [{"bearerAuth": []}, {}]
+        paths.setdefault(op.path, {})[op.method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Video platform API",
+            "version": "1.0.0",
+            "description": "Direct-to-S3 uploads, covers and adaptive HLS. Errors are "
+            '`{"error": {"code", "message"}}`.',
+        },
+        "servers": [{"url": base_url}],
+        "paths": paths,
+        "components": {
+            "schemas": components.schemas,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+_DOCS_HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Video platform API</title>
+  <link rel="stylesheet" href="{static}/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{static}/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{url: "{spec}", dom_id: "#swagger-ui"}});
+  </script>
+</body>
+</html>
+"""
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])
+
+
+async def docs_page(request: web.Request) -> web.Response:
+    html = _DOCS_HTML.format(static=f"{DOCS_PATH}/static", spec=OPENAPI_PATH)
+    return web.Response(text=html, content_type="text/html")
+
+
+def setup_openapi(app: web.Application, base_url: str) -> None:
+    app[OPENAPI] = build_openapi(base_url)
+    app.router.add_get(OPENAPI_PATH, openapi_json)
+    app.router.add_get(DOCS_PATH, docs_page)
+    app.router.add_static(f"{DOCS_PATH}/static", str(swagger_ui_path))

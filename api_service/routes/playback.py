@@ -1,0 +1,148 @@
+"""HLS playback from a private bucket.
+
+The API serves the (small) playlists and rewrites every entry: variant URIs in the master
+point back at this API with the same playback token, segment URIs in a variant become
+presigned S3 GET URLs. Segment bytes go straight from S3 to the player, never through us.
+The playback token is a short-lived JWT scoped to one video, carried in the query string
+because players cannot send an Authorization header.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from sqlalchemy import select
+
+from api_service.auth.tokens import TokenError, decode_playback_token
+from api_service.context import SESSIONS, SETTINGS, STORAGE
+from api_service.db.models import Video, VideoSource
+from api_service.http.errors import ApiError, not_found, unauthorized
+from api_service.views import variant_url
+from shared.keys import processed_prefix
+from shared.status import VideoStatus
+
+routes = web.RouteTableDef()
+
+PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
+_URI_ATTRIBUTE = re.compile(r'URI="([^"]*)"')
+
+
+def _authorize(request: web.Request, video_id: int) -> str:
+    token = request.query.get("token")
+    if not token:
+        raise unauthorized("missing playback token")
+    try:
+        granted = decode_playback_token(request.app[SETTINGS].auth, token)
+    except TokenError as exc:
+        raise unauthorized(f"playback {exc}") from None
+    if granted != video_id:
+        raise not_found("video")
+    return token
+
+
+async def _online_video(request: web.Request, video_id: int) -> tuple[Video, list[VideoSource]]:
+    async with request.app[SESSIONS]() as session:
+        video = await session.get(Video, video_id)
+        if video is None or video.status != VideoStatus.ONLINE or not video.master_key:
+            raise not_found("video")
+        sources = list(
+            await session.scalars(select(VideoSource).where(VideoSource.video_id == video_id))
+        )
+    return video, sources
+
+
+def _resolve(base_key: str, uri: str, video_id: int) -> str:
+    """The object key a playlist entry refers to, confined to the video's outputs."""
+    if "://" in uri or uri.startswith("/"):
+        raise ApiError(502, "bad_playlist", "playlist entry is not a relative path")
+    key = posixpath.normpath(posixpath.join(posixpath.dirname(base_key), uri.split("?")[0]))
+    if not key.startswith(processed_prefix(video_id)):
+        raise ApiError(502, "bad_playlist", "playlist entry points outside the video")
+    return key
+
+
+async def _rewrite(text: str, rewrite_uri: Callable[[str], Awaitable[str]]) -> str:
+    """Rewrite every URI of an m3u8 playlist: bare URI lines and URI="..." attributes."""
+    out: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            out.append(line)
+        elif stripped.startswith("#"):
+            match = _URI_ATTRIBUTE.search(stripped)
+            if match:
+                new_uri = await rewrite_uri(match.group(1))
+                stripped = stripped[: match.start(1)] + new_uri + stripped[match.end(1) :]
+            out.append(stripped)
+        else:
+            out.append(await rewrite_uri(stripped))
+    return "\n".join(out) + "\n"
+
+
+def _playlist_response(text: str, max_age: int) -> web.Response:
+    return web.Response(
+        text=text,
+        content_type=PLAYLIST_CONTENT_TYPE,
+        headers={"Cache-Control": f"private, max-age={max_age}"},
+    )
+
+
+async def _load(request: web.Request, key: str) -> str:
+    data = await request.app[STORAGE].get_bytes(key)
+    if data is None:
+        raise not_found("playlist")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(502, "bad_playlist", "playlist is not UTF-8 text") from None
+
+
+def _video_id(request: web.Request) -> int:
+    raw = request.match_info["video_id"]
+    if len(raw) > 19:
+        raise not_found("video")
+    return int(raw)
+
+
+@routes.get(r"/api/v1/videos/{video_id:\d+}/hls/master.m3u8")
+async def master_playlist(request: web.Request) -> web.Response:
+    video_id = _video_id(request)
+    token = _authorize(request, video_id)
+    video, sources = await _online_video(request, video_id)
+    assert video.master_key is not None
+    settings = request.app[SETTINGS]
+    quality_by_key = {source.playlist_key: source.quality for source in sources}
+    master_key = video.master_key
+
+    async def rewrite(uri: str) -> str:
+        key = _resolve(master_key, uri, video_id)
+        quality = quality_by_key.get(key)
+        if quality is None:
+            raise ApiError(502, "bad_playlist", "master playlist names an unknown rendition")
+        return variant_url(settings, video_id, quality, token)
+
+    text = await _rewrite(await _load(request, master_key), rewrite)
+    return _playlist_response(text, max_age=60)
+
+
+@routes.get(r"/api/v1/videos/{video_id:\d+}/hls/{quality:[A-Za-z0-9_-]{1,16}}.m3u8")
+async def variant_playlist(request: web.Request) -> web.Response:
+    video_id = _video_id(request)
+    _authorize(request, video_id)
+    _, sources = await _online_video(request, video_id)
+    quality = request.match_info["quality"]
+    source = next((s for s in sources if s.quality == quality), None)
+    if source is None:
+        raise not_found("rendition")
+    storage = request.app[STORAGE]
+    expiry = request.app[SETTINGS].s3.download_url_expiry
+    playlist_key = source.playlist_key
+
+    async def rewrite(uri: str) -> str:
+        return await storage.presign_get(_resolve(playlist_key, uri, video_id), expiry)
+
+    text = await _rewrite(await _load(request, playlist_key), rewrite)
+    return _playlist_response(text, max_age=60)

@@ -1,0 +1,66 @@
+"""Register, log in, who am I."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from api_service.auth.current import require_user_id
+from api_service.auth.passwords import hash_password, verify_password
+from api_service.auth.tokens import issue_access_token
+from api_service.context import SESSIONS, SETTINGS
+from api_service.db.models import User
+from api_service.http.errors import ApiError, unauthorized
+from api_service.http.schemas import (
+    LoginRequest,
+    RegisterRequest,
+    TokenResponse,
+    UserResponse,
+    read_json,
+)
+
+routes = web.RouteTableDef()
+
+
+def _user_response(user: User) -> UserResponse:
+    return UserResponse(
+        id=user.id, nickname=user.nickname, email=user.email, created_at=user.created_at
+    )
+
+
+@routes.post("/api/v1/users/register")
+async def register(request: web.Request) -> web.Response:
+    body = await read_json(request, RegisterRequest)
+    password_hash = await hash_password(body.password)
+    user = User(nickname=body.nickname, email=body.email.lower(), password_hash=password_hash)
+    try:
+        async with request.app[SESSIONS]() as session, session.begin():
+            session.add(user)
+    except IntegrityError:
+        raise ApiError(409, "email_taken", "a user with this email already exists") from None
+    return web.json_response(_user_response(user).model_dump(mode="json"), status=201)
+
+
+@routes.post("/api/v1/users/login")
+async def login(request: web.Request) -> web.Response:
+    body = await read_json(request, LoginRequest)
+    async with request.app[SESSIONS]() as session:
+        user = await session.scalar(select(User).where(User.email == body.email.lower()))
+    # The hash is verified even for an unknown email so timing reveals nothing.
+    if not await verify_password(user.password_hash if user else None, body.password):
+        raise unauthorized("invalid email or password")
+    assert user is not None
+    issued = issue_access_token(request.app[SETTINGS].auth, user.id)
+    response = TokenResponse(token=issued.token, expires_at=issued.expires_at)
+    return web.json_response(response.model_dump(mode="json"))
+
+
+@routes.get("/api/v1/me")
+async def me(request: web.Request) -> web.Response:
+    user_id = require_user_id(request)
+    async with request.app[SESSIONS]() as session:
+        user = await session.get(User, user_id)
+    if user is None:
+        raise unauthorized("the token's user no longer exists")
+    return web.json_response(_user_response(user).model_dump(mode="json"))

@@ -1,0 +1,81 @@
+"""Fixtures of the API tests: the real app on a real port, over this run's isolated database,
+bucket and broker prefix. The broker is reached through a TcpProxy so a test can take it
+away. The app is package-scoped: it stops consuming events before other packages' tests run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import aiohttp
+import pytest_asyncio
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from yarl import URL
+
+from shared.s3 import s3_client
+from shared.settings import Settings
+from shared.topology import Topology
+from tests.api.proxy import TcpProxy
+from tests.api.support import Api, User, start_api, with_overrides
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def broker_proxy() -> AsyncIterator[TcpProxy]:
+    proxy = TcpProxy("127.0.0.1", 5672)
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def api(
+    settings: Settings,
+    database: str,
+    bucket: str,
+    declared_topology: Topology,
+    broker_proxy: TcpProxy,
+) -> AsyncIterator[Api]:
+    amqp_url = URL(settings.rabbitmq.url.get_secret_value())
+    proxied = amqp_url.with_host("127.0.0.1").with_port(broker_proxy.port)
+    api_settings = with_overrides(
+        settings,
+        rabbitmq={"url": SecretStr(str(proxied.update_query(reconnect_interval=0.5)))},
+        server={"outbox_poll_interval": 0.2},
+    )
+    instance = await start_api(api_settings)
+    yield instance
+    await instance.client.close()
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def db(settings: Settings, database: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database)
+    yield engine
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def s3(settings: Settings, bucket: str) -> AsyncIterator[S3Client]:
+    async with s3_client(settings.s3) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def user(api: Api) -> User:
+    return await api.register()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def other_user(api: Api) -> User:
+    return await api.register()
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
