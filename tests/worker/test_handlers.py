@@ -1,0 +1,378 @@
+"""The handlers against real S3 and ffmpeg, without a broker: ladder outputs checked with
+ffprobe, the master playlist parsed, every variant and segment present in S3."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import m3u8
+import pytest
+
+from shared import keys
+from shared.messages import CoverJob, TranscodeJob, TranscodeSucceeded
+from tests.media import ffprobe, make_video
+from tests.worker.conftest import Uploader, download_tree, list_keys, new_video_id
+from transcode_service.errors import PermanentError
+from transcode_service.handlers import Deps, handle_cover, handle_transcode
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+
+def with_rungs(deps: Deps, rungs: list[int]) -> Deps:
+    return dataclasses.replace(deps, settings=deps.settings.model_copy(update={"rungs": rungs}))
+
+
+async def transcode(deps: Deps, upload_source: Uploader, source: Path) -> TranscodeSucceeded:
+    job = TranscodeJob(
+        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
+    )
+    percents: list[float] = []
+
+    async def on_progress(percent: float) -> None:
+        percents.append(percent)
+
+    event = await handle_transcode(job, deps, on_progress)
+    assert event.video_id == job.video_id and event.job_id == job.job_id
+    assert event.master_key == keys.master_playlist_key(job.video_id)
+    assert percents and all(0 <= p <= 100 for p in percents)
+    return event
+
+
+async def fetch_outputs(s3: S3Client, bucket: str, video_id: int, dest: Path) -> Path:
+    return await download_tree(s3, bucket, keys.processed_prefix(video_id), dest)
+
+
+def video_stream(info: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in info["streams"] if s["codec_type"] == "video")
+
+
+async def check_outputs(
+    s3: S3Client, bucket: str, event: TranscodeSucceeded, tmp_path: Path, *, audio: bool
+) -> Path:
+    """Master playlist parsed; every variant and segment present; sizes as announced."""
+    out = await fetch_outputs(s3, bucket, event.video_id, tmp_path / "out")
+    master = m3u8.load(str(out / "master.m3u8"))
+    assert master.is_variant
+    assert [p.uri for p in master.playlists] == [
+        f"hls_{r.quality}/{r.quality}.m3u8" for r in event.renditions
+    ]
+    for playlist, rendition in zip(master.playlists, event.renditions, strict=True):
+        info = playlist.stream_info
+        assert info.resolution == (rendition.width, rendition.height)
+        assert info.bandwidth == rendition.bandwidth
+        assert ("mp4a.40.2" in info.codecs) == audio
+        assert rendition.playlist_key == f"processed/{event.video_id}/{playlist.uri}"
+        media = m3u8.load(str(out / playlist.uri))
+        assert media.is_endlist and media.segments
+        for segment in media.segments:
+            assert (out / Path(playlist.uri).parent / segment.uri).exists(), segment.uri
+        probed = ffprobe(out / playlist.uri)
+        video = video_stream(probed)
+        assert (video["width"], video["height"]) == (rendition.width, rendition.height)
+        assert video["codec_name"] == "h264"
+        audios = [s for s in probed["streams"] if s["codec_type"] == "audio"]
+        assert [a["codec_name"] for a in audios] == (["aac"] if audio else [])
+        assert not any(s["codec_type"] in ("subtitle", "data") for s in probed["streams"])
+    return out
+
+
+async def test_default_ladder_720p_source(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    source = make_video(tmp_path / "in.mp4", width=1280, height=720, duration=2)
+    event = await transcode(deps, upload_source, source)
+    # Default rungs 1080/720/480/360/240: no 1080p for a 720p source.
+    assert [(r.quality, r.width, r.height) for r in event.renditions] == [
+        ("720p", 1280, 720),
+        ("480p", 854, 480),
+        ("360p", 640, 360),
+        ("240p", 426, 240),
+    ]
+    assert event.width == 1280 and event.height == 720
+    assert event.duration == pytest.approx(2, abs=0.1)
+    assert event.source_size == source.stat().st_size
+    bandwidths = [r.bandwidth for r in event.renditions]
+    assert bandwidths == sorted(bandwidths, reverse=True)
+    await check_outputs(s3, bucket, event, tmp_path, audio=True)
+    head = await s3.head_object(Bucket=bucket, Key=keys.rendition_playlist_key(event.video_id, 720))
+    assert head["ContentType"] == "application/vnd.apple.mpegurl"
+    segment = next(
+        k
+        for k in await list_keys(s3, bucket, keys.rendition_dir(event.video_id, 720))
+        if k.endswith(".ts")
+    )
+    head = await s3.head_object(Bucket=bucket, Key=segment)
+    assert head["ContentType"] == "video/mp2t"
+    assert "max-age" in head["CacheControl"]
+
+
+async def test_480p_source_is_not_upscaled(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    source = make_video(tmp_path / "in.mp4", width=854, height=480, duration=1)
+    event = await transcode(deps, upload_source, source)
+    assert [r.quality for r in event.renditions] == ["480p", "360p", "240p"]
+    assert max(r.height for r in event.renditions) == 480
+    await check_outputs(s3, bucket, event, tmp_path, audio=True)
+
+
+async def test_portrait_source(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    source = make_video(tmp_path / "in.mp4", width=240, height=320, duration=1)
+    event = await transcode(with_rungs(deps, [360, 240, 160]), upload_source, source)
+    # Rungs name the short side: a 240x320 portrait video is "240p" at its full size.
+    assert [(r.quality, r.width, r.height) for r in event.renditions] == [
+        ("240p", 240, 320),
+        ("160p", 160, 214),
+    ]
+    await check_outputs(s3, bucket, event, tmp_path, audio=True)
+
+
+async def test_rotated_source_honours_display_matrix(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    # Stored 320x240 with a 90° display matrix, as phones record: shown as 240x320.
+    source = make_video(tmp_path / "in.mp4", width=320, height=240, duration=1, rotate=90)
+    event = await transcode(with_rungs(deps, [240, 160]), upload_source, source)
+    assert event.width == 240 and event.height == 320
+    assert [(r.width, r.height) for r in event.renditions] == [(240, 320), (160, 214)]
+    out = await check_outputs(s3, bucket, event, tmp_path, audio=True)
+    video = video_stream(ffprobe(out / "hls_240p" / "240p.m3u8"))
+    assert not video.get("side_data_list")  # pixels rotated, no matrix left to apply
+
+
+async def test_odd_dimensions(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    source = make_video(
+        tmp_path / "in.mkv", width=321, height=241, duration=1, vcodec="ffv1", audio=False
+    )
+    event = await transcode(with_rungs(deps, [240, 160]), upload_source, source)
+    assert [(r.width, r.height) for r in event.renditions] == [(320, 240), (214, 160)]
+    assert all(r.width % 2 == 0 and r.height % 2 == 0 for r in event.renditions)
+    await check_outputs(s3, bucket, event, tmp_path, audio=False)
+
+
+async def test_source_without_audio(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    source = make_video(tmp_path / "in.mp4", duration=1, audio=False)
+    event = await transcode(with_rungs(deps, [240]), upload_source, source)
+    await check_outputs(s3, bucket, event, tmp_path, audio=False)
+
+
+async def test_source_below_smallest_rung_gets_own_size(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    source = make_video(tmp_path / "in.mp4", width=200, height=150, duration=1)
+    event = await transcode(deps, upload_source, source)
+    assert [(r.quality, r.width, r.height) for r in event.renditions] == [("150p", 200, 150)]
+    await check_outputs(s3, bucket, event, tmp_path, audio=True)
+
+
+async def test_frame_rate_capped_and_keyframes_aligned(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    source = make_video(tmp_path / "in.mp4", duration=3, fps=90, audio=False)
+    fast = dataclasses.replace(
+        deps, settings=deps.settings.model_copy(update={"rungs": [240, 160], "segment_seconds": 1})
+    )
+    event = await transcode(fast, upload_source, source)
+    out = await check_outputs(s3, bucket, event, tmp_path, audio=False)
+    durations = []
+    for quality in ("240p", "160p"):
+        media = m3u8.load(str(out / f"hls_{quality}" / f"{quality}.m3u8"))
+        durations.append([round(s.duration, 3) for s in media.segments])
+        assert (
+            video_stream(ffprobe(out / f"hls_{quality}" / f"{quality}.m3u8"))["r_frame_rate"]
+            == "60/1"
+        )
+    # Same cut points in every rung: players can switch at any segment boundary.
+    assert durations[0] == durations[1] and len(durations[0]) == 3
+
+
+async def test_same_job_twice_gives_same_keys(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    source = make_video(tmp_path / "in.mp4", duration=1)
+    job = TranscodeJob(
+        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
+    )
+    small = with_rungs(deps, [240, 160])
+    first = await handle_transcode(job, small)
+    keys_after_first = await list_keys(s3, bucket, keys.processed_prefix(job.video_id))
+    second = await handle_transcode(job, small)
+    assert await list_keys(s3, bucket, keys.processed_prefix(job.video_id)) == keys_after_first
+    strip = {"created_at"}
+    assert first.model_dump(exclude=strip) == second.model_dump(exclude=strip)
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"), [((320, 240), (320, 240)), ((1920, 1080), (1280, 720))]
+)
+async def test_cover(
+    deps: Deps,
+    upload_source: Uploader,
+    s3: S3Client,
+    bucket: str,
+    tmp_path: Path,
+    size: tuple[int, int],
+    expected: tuple[int, int],
+) -> None:
+    source = make_video(tmp_path / "in.mp4", width=size[0], height=size[1], duration=2)
+    job = CoverJob(
+        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
+    )
+    event = await handle_cover(job, deps)
+    assert event.cover_key == keys.cover_key(job.video_id)
+    assert (event.width, event.height) == size
+    head = await s3.head_object(Bucket=bucket, Key=event.cover_key)
+    assert head["ContentType"] == "image/jpeg"
+    out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
+    video = video_stream(ffprobe(out / "cover.jpg"))
+    assert (video["width"], video["height"]) == expected
+
+
+async def test_cover_skips_black_intro(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    # 1 s of black, then 4 s of picture: the cover must not be black.
+    source = make_video(
+        tmp_path / "in.mp4",
+        duration=5,
+        audio=False,
+        extra_output_args=["-vf", "fade=in:st=0:d=1.0:color=black"],
+    )
+    job = CoverJob(
+        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
+    )
+    await handle_cover(job, deps)
+    out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
+    assert mean_luma(out / "cover.jpg") > 40
+
+
+def mean_luma(path: Path) -> float:
+    import subprocess
+
+    result = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"movie={path},signalstats",
+            "-show_entries",
+            "frame_tags=lavfi.signalstats.YAVG",
+            "-of",
+            "csv=p=0",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return float(result.stdout.strip().splitlines()[0])
+
+
+def _truncated(tmp_path: Path) -> Path:
+    whole = make_video(tmp_path / "whole.mp4", duration=2)
+    data = whole.read_bytes()
+    path = tmp_path / "truncated.mp4"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _hls_renamed(tmp_path: Path) -> Path:
+    path = tmp_path / "playlist.mp4"
+    path.write_text(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n"
+    )
+    return path
+
+
+def _huge_header(tmp_path: Path) -> Path:
+    """A real AVI whose header declares a 9000x9000 picture (FFV1 keeps no size of its own,
+    so the container's word is what the decoder gets)."""
+    path = make_video(
+        tmp_path / "huge.avi", width=16, height=16, duration=0.2, audio=False, vcodec="ffv1"
+    )
+    data = bytearray(path.read_bytes())
+    # BITMAPINFOHEADER (after "strf") and the main header ("avih") carry the size.
+    strf = data.index(b"strf") + 8
+    data[strf + 4 : strf + 12] = (9000).to_bytes(4, "little") * 2
+    avih = data.index(b"avih") + 8
+    data[avih + 32 : avih + 40] = (9000).to_bytes(4, "little") * 2
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _audio_only(tmp_path: Path) -> Path:
+    import subprocess
+
+    path = tmp_path / "audio.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=duration=1",
+            "-c:a",
+            "aac",
+            str(path),
+        ],
+        check=True,
+        timeout=60,
+    )
+    return path
+
+
+def _text(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video\n" * 100)
+    return path
+
+
+def _empty(tmp_path: Path) -> Path:
+    path = tmp_path / "empty.mp4"
+    path.write_bytes(b"")
+    return path
+
+
+BAD_INPUTS = {
+    "text": (_text, "not a readable video"),
+    "empty": (_empty, "empty"),
+    "truncated": (_truncated, "not a readable video"),
+    "audio_only": (_audio_only, "no video stream"),
+    "hls_renamed": (_hls_renamed, "not a readable video"),
+    "huge_header": (_huge_header, "at most 7680x4320"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+async def test_bad_input_is_permanent_failure(
+    deps: Deps, upload_source: Uploader, tmp_path: Path, name: str
+) -> None:
+    make, reason = BAD_INPUTS[name]
+    job = TranscodeJob(
+        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(make(tmp_path))
+    )
+    with pytest.raises(PermanentError, match=reason):
+        await handle_transcode(job, deps)
+
+
+async def test_missing_source_is_permanent_failure(deps: Deps) -> None:
+    job = CoverJob(video_id=new_video_id(), job_id=uuid.uuid4(), source_key="raw/1/missing.mp4")
+    with pytest.raises(PermanentError, match="not found"):
+        await handle_cover(job, deps)

@@ -1,0 +1,212 @@
+"""Running ffmpeg and ffprobe: argument lists (never a shell), stderr drained into structured
+logs while the process runs, ``-progress pipe:1`` parsed, a wall-clock timeout, and
+terminate → kill → wait whenever the run times out or the awaiting task is cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from transcode_service.errors import PermanentError, RetryableError
+
+log = structlog.get_logger(__name__)
+
+# Hostile inputs can make ffmpeg print a warning per packet; keep logs readable.
+MAX_LOGGED_STDERR_LINES = 200
+KILL_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One block of ``-progress`` output."""
+
+    out_time: float  # seconds of media written so far
+    speed: float | None  # processing speed relative to real time ("2.5x")
+    done: bool  # ffmpeg wrote progress=end
+
+
+@dataclass
+class ProcessResult:
+    returncode: int
+    elapsed: float
+    stdout: bytes = b""
+    stderr_tail: list[str] = field(default_factory=list)
+    last_progress: Progress | None = None
+
+
+class ProcessTimeout(PermanentError):
+    """The run exceeded its wall-clock limit."""
+
+
+ProgressCallback = Callable[[Progress], Awaitable[None]]
+
+
+def parse_progress_block(values: dict[str, str]) -> Progress:
+    """Turn the key=value pairs of one progress block into a ``Progress``."""
+    out_time = 0.0
+    raw = values.get("out_time_us") or values.get("out_time_ms")  # both are microseconds
+    if raw and raw != "N/A":
+        with contextlib.suppress(ValueError):
+            out_time = max(0.0, int(raw) / 1_000_000)
+    speed: float | None = None
+    raw_speed = values.get("speed", "").strip().rstrip("x")
+    if raw_speed and raw_speed != "N/A":
+        with contextlib.suppress(ValueError):
+            speed = float(raw_speed)
+    return Progress(out_time=out_time, speed=speed, done=values.get("progress") == "end")
+
+
+def _limit_child(pid: int) -> None:
+    # Set after spawning (no preexec_fn, which is unsafe with threads): no core dumps of a
+    # crashed decoder, which could fill the disk with a hostile input's memory.
+    with contextlib.suppress(OSError, ValueError):
+        resource.prlimit(pid, resource.RLIMIT_CORE, (0, 0))
+
+
+async def _drain_stderr(stream: asyncio.StreamReader, tool: str, tail: deque[str]) -> None:
+    logged = 0
+    suppressed = 0
+    while True:
+        raw = await stream.readline()
+        if not raw:
+            break
+        line = raw.decode(errors="replace").rstrip()
+        if not line:
+            continue
+        tail.append(line)
+        if logged < MAX_LOGGED_STDERR_LINES:
+            log.info("ffmpeg output", tool=tool, line=line)
+            logged += 1
+        else:
+            suppressed += 1
+    if suppressed:
+        log.info("ffmpeg output suppressed", tool=tool, lines=suppressed)
+
+
+async def _read_progress(
+    stream: asyncio.StreamReader,
+    on_progress: ProgressCallback | None,
+    result: ProcessResult,
+) -> None:
+    block: dict[str, str] = {}
+    while True:
+        raw = await stream.readline()
+        if not raw:
+            break
+        key, sep, value = raw.decode(errors="replace").strip().partition("=")
+        if not sep:
+            continue
+        block[key] = value
+        if key == "progress":  # last key of every block
+            progress = parse_progress_block(block)
+            result.last_progress = progress
+            block = {}
+            if on_progress is not None:
+                try:
+                    await on_progress(progress)
+                except Exception:
+                    # Progress is best effort; it must never stop the encode.
+                    log.warning("progress callback failed", exc_info=True)
+
+
+async def _read_all(stream: asyncio.StreamReader, limit: int, result: ProcessResult) -> None:
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await stream.read(65536):
+        total += len(chunk)
+        if total > limit:
+            raise PermanentError("the file's metadata is unreasonably large")
+        chunks.append(chunk)
+    result.stdout = b"".join(chunks)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    """terminate → wait → kill → wait, tolerant of a process that already exited."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), KILL_GRACE_SECONDS)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def run_process(
+    args: Sequence[str],
+    *,
+    time_limit: float,
+    tool: str,
+    on_progress: ProgressCallback | None = None,
+    progress: bool = False,
+    capture_stdout: bool = False,
+    stdout_limit: int = 16 * 1024 * 1024,
+) -> ProcessResult:
+    """Run ``args``; with ``progress`` stdout is read as ``-progress pipe:1`` output, with
+    ``capture_stdout`` it is collected (bounded). Raises ``ProcessTimeout`` after
+    ``time_limit`` seconds; a cancelled caller never leaves the process running."""
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE
+        if (progress or capture_stdout)
+        else asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        # Own session: a Ctrl-C on the terminal reaches the worker, which decides whether
+        # ffmpeg stops (shutdown grace), instead of killing ffmpeg behind its back.
+        start_new_session=True,
+    )
+    _limit_child(proc.pid)
+    result = ProcessResult(returncode=-1, elapsed=0.0)
+    tail: deque[str] = deque(maxlen=20)
+    assert proc.stderr is not None
+    readers = [asyncio.create_task(_drain_stderr(proc.stderr, tool, tail))]
+    if progress:
+        assert proc.stdout is not None
+        readers.append(asyncio.create_task(_read_progress(proc.stdout, on_progress, result)))
+    elif capture_stdout:
+        assert proc.stdout is not None
+        readers.append(asyncio.create_task(_read_all(proc.stdout, stdout_limit, result)))
+    try:
+        async with asyncio.timeout(time_limit):
+            await proc.wait()
+            await asyncio.gather(*readers)
+    except TimeoutError:
+        raise ProcessTimeout(
+            f"processing took longer than the limit of {time_limit:.0f} s and was stopped"
+        ) from None
+    finally:
+        # Covers timeout, cancellation (shutdown) and reader errors alike.
+        await asyncio.shield(_stop(proc))
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    result.returncode = proc.returncode if proc.returncode is not None else -1
+    result.elapsed = time.monotonic() - started
+    result.stderr_tail = list(tail)
+    return result
+
+
+def check_result(result: ProcessResult, what: str) -> None:
+    """Raise the right error for a failed run: killed by a signal or out of disk space is the
+    machine's fault (retry); any other failure is the input's (permanent)."""
+    if result.returncode == 0:
+        return
+    detail = next(
+        (line for line in reversed(result.stderr_tail) if line.strip()), "no error output"
+    )
+    if result.returncode < 0:
+        raise RetryableError(f"{what} was killed by signal {-result.returncode}")
+    if "No space left on device" in " ".join(result.stderr_tail):
+        raise RetryableError(f"{what} failed: no space left on device")
+    raise PermanentError(f"{what} failed: {detail[:500]}")

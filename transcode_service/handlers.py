@@ -1,0 +1,201 @@
+"""The jobs themselves, apart from any transport: plain async functions that take a validated
+job and their dependencies and return the event to publish, or raise ``PermanentError`` /
+``RetryableError``. Tests call them without a broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from shared import keys
+from shared.messages import CoverJob, CoverReady, Rendition, TranscodeJob, TranscodeSucceeded
+from shared.settings import WorkerSettings
+from transcode_service import storage
+from transcode_service.cover import extract_cover
+from transcode_service.errors import PermanentError
+from transcode_service.ffmpeg import Progress, check_result, run_process
+from transcode_service.ladder import (
+    Variant,
+    build_ladder_args,
+    build_master_playlist,
+    measure_playlist,
+    output_fps,
+    plan_ladder,
+)
+from transcode_service.metrics import Metrics
+from transcode_service.probe import MediaInfo, probe
+from transcode_service.workdir import job_workdir
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+log = structlog.get_logger(__name__)
+
+PercentCallback = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class Deps:
+    """What a handler needs; built once per process by main()."""
+
+    settings: WorkerSettings
+    s3: S3Client
+    bucket: str
+    upload_semaphore: asyncio.Semaphore
+    metrics: Metrics
+
+
+@dataclass
+class JobTimings:
+    """Seconds per stage, for the one summary line per job."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    speed: float | None = None
+    source_size: int | None = None
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.stages[name] = round(time.monotonic() - started, 3)
+
+
+async def _fetch_and_probe(
+    job: CoverJob | TranscodeJob, deps: Deps, workdir: Path, timings: JobTimings
+) -> tuple[Path, MediaInfo, int]:
+    source = workdir / "source"
+    with timings.stage("download"):
+        size = await storage.download(
+            deps.s3,
+            deps.bucket,
+            job.source_key,
+            source,
+            max_bytes=deps.settings.max_source_bytes,
+        )
+    timings.source_size = size
+    with timings.stage("probe"):
+        info = await probe(source, deps.settings)
+    log.info(
+        "source probed",
+        format=info.format_name,
+        codec=info.video_codec,
+        width=info.width,
+        height=info.height,
+        rotation=info.rotation,
+        duration=info.duration,
+        has_audio=info.has_audio,
+        size=size,
+    )
+    return source, info, size
+
+
+async def handle_cover(job: CoverJob, deps: Deps, timings: JobTimings | None = None) -> CoverReady:
+    timings = timings or JobTimings()
+    with job_workdir(deps.settings.work_dir, job.kind, str(job.job_id)) as workdir:
+        source, info, _ = await _fetch_and_probe(job, deps, workdir, timings)
+        with timings.stage("ffmpeg"):
+            jpeg = await extract_cover(source, info, workdir / "cover.jpg", deps.settings)
+        key = keys.cover_key(job.video_id)
+        with timings.stage("upload"):
+            await storage.upload_files(deps.s3, deps.bucket, [(jpeg, key)], deps.upload_semaphore)
+    return CoverReady(
+        video_id=job.video_id,
+        job_id=job.job_id,
+        cover_key=key,
+        duration=round(info.duration, 3),
+        width=info.display_width,
+        height=info.display_height,
+    )
+
+
+def ladder_timeout(info: MediaInfo, settings: WorkerSettings) -> float:
+    return settings.ffmpeg_timeout_base + settings.ffmpeg_timeout_factor * info.duration
+
+
+async def handle_transcode(
+    job: TranscodeJob,
+    deps: Deps,
+    on_progress: PercentCallback | None = None,
+    timings: JobTimings | None = None,
+) -> TranscodeSucceeded:
+    timings = timings or JobTimings()
+    settings = deps.settings
+    with job_workdir(settings.work_dir, job.kind, str(job.job_id)) as workdir:
+        source, info, size = await _fetch_and_probe(job, deps, workdir, timings)
+        rungs = plan_ladder(info, settings)
+        out_dir = workdir / "out"
+        for rung in rungs:
+            (out_dir / rung.dirname).mkdir(parents=True)
+        args = build_ladder_args(source, info, rungs, out_dir, settings)
+
+        async def progress(p: Progress) -> None:
+            if on_progress is not None and info.duration > 0:
+                await on_progress(min(100.0, 100.0 * p.out_time / info.duration))
+
+        log.info(
+            "ffmpeg ladder started",
+            rungs=[f"{r.quality}:{r.width}x{r.height}" for r in rungs],
+        )
+        deps.metrics.ffmpeg_runs.labels(kind=job.kind).inc()
+        with timings.stage("ffmpeg"):
+            result = await run_process(
+                args,
+                time_limit=ladder_timeout(info, settings),
+                tool="ffmpeg-ladder",
+                progress=True,
+                on_progress=progress,
+            )
+        check_result(result, "transcoding")
+        elapsed = max(result.elapsed, 1e-3)
+        timings.speed = round(info.duration / elapsed, 3)
+        deps.metrics.ffmpeg_speed.labels(kind=job.kind).observe(timings.speed)
+
+        fps = output_fps(info, settings)
+        variants: list[Variant] = []
+        segment_uploads: list[tuple[Path, str]] = []
+        for rung in rungs:
+            playlist = out_dir / rung.dirname / rung.playlist_name
+            if not playlist.exists():
+                raise PermanentError(f"transcoding produced no {rung.quality} output")
+            peak, average, segments = measure_playlist(playlist)
+            rendition_dir = keys.rendition_dir(job.video_id, rung.size)
+            segment_uploads += [(s, rendition_dir + s.name) for s in segments]
+            segment_uploads.append((playlist, keys.rendition_playlist_key(job.video_id, rung.size)))
+            variants.append(Variant(rung, peak, average, f"{rung.dirname}/{rung.playlist_name}"))
+        master = out_dir / "master.m3u8"
+        master.write_text(build_master_playlist(variants, has_audio=info.has_audio, fps=fps))
+        master_key = keys.master_playlist_key(job.video_id)
+        with timings.stage("upload"):
+            await storage.upload_files(deps.s3, deps.bucket, segment_uploads, deps.upload_semaphore)
+            # Last, so a player never sees a master playlist whose variants are missing.
+            await storage.upload_files(
+                deps.s3, deps.bucket, [(master, master_key)], deps.upload_semaphore
+            )
+    return TranscodeSucceeded(
+        video_id=job.video_id,
+        job_id=job.job_id,
+        master_key=master_key,
+        renditions=[
+            Rendition(
+                quality=v.rung.quality,
+                width=v.rung.width,
+                height=v.rung.height,
+                bandwidth=v.bandwidth,
+                playlist_key=keys.rendition_playlist_key(job.video_id, v.rung.size),
+            )
+            for v in variants
+        ],
+        duration=round(info.duration, 3),
+        width=info.display_width,
+        height=info.display_height,
+        source_size=size,
+    )

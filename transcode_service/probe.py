@@ -1,0 +1,212 @@
+"""ffprobe and validation of an upload, which is treated as hostile.
+
+ffprobe only gets the local file, ``-protocol_whitelist file,pipe`` and
+``-format_whitelist`` of the allowlisted demuxers, so a playlist, concat list or other
+"container" that points elsewhere is never even opened as such: it fails to probe. The
+probed demuxer is then passed explicitly (``-f``) to every later ffmpeg run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from shared.settings import WorkerSettings
+from transcode_service.errors import PermanentError
+from transcode_service.ffmpeg import check_result, run_process
+from transcode_service.workdir import file_size
+
+PROTOCOL_WHITELIST = "file,pipe"
+
+# ffprobe's format_name -> the demuxer passed with -f on later runs.
+ALLOWED_FORMATS: dict[str, str] = {
+    "mov,mp4,m4a,3gp,3g2,mj2": "mov",
+    "matroska,webm": "matroska",
+    "avi": "avi",
+    "mpegts": "mpegts",
+    "flv": "flv",
+    "mpeg": "mpeg",
+    "ogg": "ogg",
+}
+FORMAT_WHITELIST = ",".join(sorted(set(ALLOWED_FORMATS.values())))
+SUPPORTED_FORMATS_TEXT = "MP4/MOV, Matroska/WebM, AVI, MPEG-TS, FLV, MPEG-PS or Ogg"
+
+ALLOWED_VIDEO_CODECS = frozenset(
+    {
+        "h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mpeg2video", "mpeg1video", "mjpeg",
+        "prores", "theora", "flv1", "h263", "msmpeg4v2", "msmpeg4v3", "wmv1", "wmv2", "wmv3",
+        "vc1", "dnxhd", "dvvideo", "ffv1",
+    }
+)  # fmt: skip
+ALLOWED_AUDIO_CODECS = frozenset(
+    {"aac", "mp3", "mp2", "ac3", "eac3", "opus", "vorbis", "flac", "alac", "dts"}
+)
+PROBE_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    format_name: str
+    demuxer: str  # passed as -f to ffmpeg
+    duration: float
+    width: int  # coded size of the first video stream
+    height: int
+    sample_aspect_ratio: Fraction
+    rotation: int  # display rotation in degrees, normalised to 0, 90, 180 or 270
+    fps: float  # 0 when unknown
+    video_codec: str
+    has_audio: bool
+    stream_count: int
+
+    @property
+    def display_aspect_ratio(self) -> Fraction:
+        """Width / height as shown to people: SAR and rotation applied."""
+        dar = Fraction(self.width, self.height) * self.sample_aspect_ratio
+        return 1 / dar if self.rotation in (90, 270) else dar
+
+    @property
+    def display_height(self) -> int:
+        return self.width if self.rotation in (90, 270) else self.height
+
+    @property
+    def display_width(self) -> int:
+        return max(2, round(self.display_height * self.display_aspect_ratio))
+
+
+def probe_args(path: Path) -> list[str]:
+    return [
+        "ffprobe", "-hide_banner", "-v", "error",
+        "-protocol_whitelist", PROTOCOL_WHITELIST,
+        "-format_whitelist", FORMAT_WHITELIST,
+        "-print_format", "json", "-show_format", "-show_streams",
+        "-i", str(path),
+    ]  # fmt: skip
+
+
+async def probe(path: Path, settings: WorkerSettings) -> MediaInfo:
+    if file_size(path) == 0:
+        raise PermanentError("the uploaded file is empty")
+    result = await run_process(
+        probe_args(path), time_limit=PROBE_TIMEOUT, tool="ffprobe", capture_stdout=True
+    )
+    if result.returncode != 0:
+        if result.returncode > 0:
+            raise PermanentError(
+                f"the file is not a readable video; supported formats: {SUPPORTED_FORMATS_TEXT}"
+            )
+        check_result(result, "ffprobe")
+    try:
+        data = json.loads(result.stdout)
+    except ValueError:
+        raise PermanentError("the file's metadata could not be read") from None
+    return validate(data, settings)
+
+
+def _fraction(value: Any) -> Fraction | None:
+    try:
+        num, _, den = str(value).partition(":" if ":" in str(value) else "/")
+        result = Fraction(int(num), int(den or 1))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return result if result > 0 else None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    degrees: float | None = None
+    for side in stream.get("side_data_list") or []:
+        if isinstance(side, dict) and "rotation" in side:
+            degrees = _float(side["rotation"])
+    if degrees is None:
+        degrees = _float((stream.get("tags") or {}).get("rotate"))
+    if degrees is None:
+        return 0
+    return round(degrees / 90) * 90 % 360
+
+
+def _fps(stream: dict[str, Any]) -> float:
+    for key in ("avg_frame_rate", "r_frame_rate"):
+        rate = _fraction(stream.get(key))
+        # Containers without timing report absurd rates (e.g. 90000/1); treat as unknown.
+        if rate is not None and rate <= 1000:
+            return float(rate)
+    return 0.0
+
+
+def validate(data: dict[str, Any], settings: WorkerSettings) -> MediaInfo:
+    """Check ffprobe's JSON against the allowlists and limits; raise ``PermanentError`` with a
+    reason a person can act on."""
+    fmt = data.get("format") or {}
+    format_name = str(fmt.get("format_name", ""))
+    demuxer = ALLOWED_FORMATS.get(format_name)
+    if demuxer is None:
+        raise PermanentError(
+            f"unsupported file format {format_name or 'unknown'!r}; "
+            f"supported formats: {SUPPORTED_FORMATS_TEXT}"
+        )
+    streams = [s for s in data.get("streams") or [] if isinstance(s, dict)]
+    if len(streams) > settings.max_streams:
+        raise PermanentError(
+            f"the file has {len(streams)} streams; at most {settings.max_streams} are allowed"
+        )
+    videos = [
+        s
+        for s in streams
+        if s.get("codec_type") == "video"
+        # Cover art in an audio file is a "video" stream of one picture.
+        and not (s.get("disposition") or {}).get("attached_pic")
+    ]
+    if not videos:
+        raise PermanentError("the file has no video stream (is it an audio file?)")
+    video = videos[0]
+    codec = str(video.get("codec_name", "unknown"))
+    if codec not in ALLOWED_VIDEO_CODECS:
+        raise PermanentError(f"unsupported video codec {codec!r}")
+    width, height = int(video.get("width") or 0), int(video.get("height") or 0)
+    if width <= 0 or height <= 0:
+        raise PermanentError("the video stream has no picture size")
+    if width > settings.max_width or height > settings.max_height:
+        raise PermanentError(
+            f"the video is {width}x{height}; at most "
+            f"{settings.max_width}x{settings.max_height} is allowed"
+        )
+    duration = _float(fmt.get("duration")) or _float(video.get("duration"))
+    if duration is None or duration <= 0:
+        raise PermanentError("the video's duration could not be determined")
+    if duration > settings.max_duration:
+        raise PermanentError(
+            f"the video is {duration / 3600:.1f} h long; at most "
+            f"{settings.max_duration / 3600:.1f} h is allowed"
+        )
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    if audios and str(audios[0].get("codec_name", "")).split("_")[0] not in (
+        ALLOWED_AUDIO_CODECS | {"pcm"}
+    ):
+        raise PermanentError(f"unsupported audio codec {audios[0].get('codec_name')!r}")
+    sar = _fraction(video.get("sample_aspect_ratio")) or Fraction(1)
+    if not Fraction(1, 4) <= sar <= 4:
+        sar = Fraction(1)  # a nonsensical SAR would make absurd shapes; ignore it
+    return MediaInfo(
+        format_name=format_name,
+        demuxer=demuxer,
+        duration=duration,
+        width=width,
+        height=height,
+        sample_aspect_ratio=sar,
+        rotation=_rotation(video),
+        fps=_fps(video),
+        video_codec=codec,
+        has_audio=bool(audios),
+        stream_count=len(streams),
+    )

@@ -1,0 +1,179 @@
+"""S3 transfers that keep memory flat in the size of the video: the source is streamed to
+disk in chunks, outputs are uploaded from open files, concurrently but bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import aiohttp
+import botocore.exceptions
+import structlog
+
+from transcode_service.errors import PermanentError, RetryableError
+from transcode_service.workdir import file_size
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+log = structlog.get_logger(__name__)
+
+CHUNK = 1024 * 1024
+CONTENT_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".ts": "video/mp2t",
+    ".jpg": "image/jpeg",
+    ".json": "application/json",
+}
+# Segments never change once written (same keys, same content on a re-run), so caches may
+# keep them; playlists and covers may be rewritten by a re-run, so they are cached briefly.
+CACHE_IMMUTABLE = "max-age=31536000, immutable"
+CACHE_SHORT = "max-age=300"
+NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def content_type(path: str) -> str:
+    return CONTENT_TYPES.get(Path(path).suffix.lower(), "application/octet-stream")
+
+
+def cache_control(path: str) -> str:
+    return CACHE_IMMUTABLE if path.endswith(".ts") else CACHE_SHORT
+
+
+def _error_code(exc: botocore.exceptions.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def transient(exc: BaseException) -> bool:
+    """Errors of the storage or the network rather than of the input."""
+    return isinstance(
+        exc,
+        botocore.exceptions.BotoCoreError
+        | botocore.exceptions.ClientError
+        | aiohttp.ClientError
+        | TimeoutError
+        | ConnectionError,
+    )
+
+
+def _open_write(path: Path) -> IO[bytes]:
+    return path.open("wb")
+
+
+def _open_read(path: Path) -> IO[bytes]:
+    return path.open("rb")
+
+
+async def download(s3: S3Client, bucket: str, key: str, dest: Path, *, max_bytes: int) -> int:
+    """Stream ``key`` into ``dest``; returns its size."""
+    try:
+        response = await s3.get_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        if _error_code(exc) in NOT_FOUND:
+            raise PermanentError("the uploaded file was not found in storage") from None
+        raise RetryableError(f"downloading the source failed: {exc}") from exc
+    except Exception as exc:
+        if transient(exc):
+            raise RetryableError(f"downloading the source failed: {exc}") from exc
+        raise
+    size = int(response.get("ContentLength", 0))
+    body = response["Body"]
+    try:
+        if size > max_bytes:
+            raise PermanentError(
+                f"the file is {size / 1024**3:.1f} GiB; at most "
+                f"{max_bytes / 1024**3:.1f} GiB is allowed"
+            )
+        written = 0
+        with _open_write(dest) as out:
+            async for chunk in body.iter_chunks(CHUNK):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise PermanentError("the file is larger than allowed")
+                out.write(chunk)
+    except (PermanentError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        if transient(exc):
+            raise RetryableError(f"downloading the source failed: {exc}") from exc
+        raise
+    finally:
+        body.close()
+    if written != size:
+        raise RetryableError(f"download incomplete: {written} of {size} bytes")
+    return written
+
+
+async def upload_file(
+    s3: S3Client, bucket: str, path: Path, key: str, semaphore: asyncio.Semaphore
+) -> None:
+    async with semaphore:
+        try:
+            with _open_read(path) as body:
+                await s3.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=body,
+                    ContentLength=file_size(path),
+                    ContentType=content_type(key),
+                    CacheControl=cache_control(key),
+                )
+        except Exception as exc:
+            if transient(exc):
+                raise RetryableError(f"uploading {key} failed: {exc}") from exc
+            raise
+
+
+async def upload_files(
+    s3: S3Client,
+    bucket: str,
+    files: Iterable[tuple[Path, str]],
+    semaphore: asyncio.Semaphore,
+) -> None:
+    """Upload (path, key) pairs concurrently; ``semaphore`` bounds the whole process."""
+    tasks = [
+        asyncio.create_task(upload_file(s3, bucket, path, key, semaphore)) for path, key in files
+    ]
+    try:
+        # gather, not a TaskGroup: the first error is raised as itself (not an
+        # ExceptionGroup) so the consumer can classify it.
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def put_json(s3: S3Client, bucket: str, key: str, data: dict[str, Any]) -> None:
+    try:
+        await s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(data).encode(),
+            ContentType="application/json",
+        )
+    except Exception as exc:
+        if transient(exc):
+            raise RetryableError(f"writing {key} failed: {exc}") from exc
+        raise
+
+
+async def get_json(s3: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
+    """The JSON object at ``key``, or None when there is none."""
+    try:
+        response = await s3.get_object(Bucket=bucket, Key=key)
+        async with response["Body"] as body:
+            raw = await body.read()
+    except botocore.exceptions.ClientError as exc:
+        if _error_code(exc) in NOT_FOUND:
+            return None
+        raise RetryableError(f"reading {key} failed: {exc}") from exc
+    except Exception as exc:
+        if transient(exc):
+            raise RetryableError(f"reading {key} failed: {exc}") from exc
+        raise
+    data = json.loads(raw)
+    return data if isinstance(data, dict) else None
