@@ -5,11 +5,14 @@ away. The app is package-scoped: it stops consuming events before other packages
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest_asyncio
+from aio_pika.abc import AbstractRobustConnection
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from yarl import URL
@@ -18,7 +21,8 @@ from shared.s3 import s3_client
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.api.proxy import TcpProxy
-from tests.api.support import Api, User, start_api, with_overrides
+from tests.api.support import Api, JobTap, User, start_api, with_overrides
+from tests.media import make_video
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -79,3 +83,24 @@ async def other_user(api: Api) -> User:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def clip(tmp_root: Path) -> Path:
+    path = tmp_root / "api-clip.mp4"
+    if not path.exists():
+        await asyncio.to_thread(make_video, path, duration=2.0, audio=True)
+    return path
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def job_tap(
+    amqp: AbstractRobustConnection, declared_topology: Topology
+) -> AsyncIterator[JobTap]:
+    """A private queue bound like the job queues: sees a copy of every published job."""
+    channel = await amqp.channel()
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    for kind in ("cover", "transcode"):
+        await queue.bind(declared_topology.jobs_exchange, routing_key=kind)
+    yield JobTap(queue)
+    await channel.close()

@@ -120,3 +120,7 @@ async def rows(db: AsyncEngine, sql: str, **params: Any) -> list[dict[str, Any]]
 
 async def video_row(db: AsyncEngine, video_id: int) -> dict[str, Any] | None:
     return await row(db, "SELECT * FROM videos WHERE id = :id", id=video_id)
+
+
+def file_size(path: Path) -> int:
+    return path.stat().st_size

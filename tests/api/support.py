@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from aio_pika import DeliveryMode
+from aio_pika.abc import AbstractQueue
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
@@ -65,3 +68,38 @@ async def start_api(settings: Settings, **flags: bool) -> Api:
     )
     await client.start_server()
     return Api(client, settings, app, f"http://127.0.0.1:{port}")
+
+
+@dataclass
+class TappedJob:
+    routing_key: str
+    body: dict[str, Any]
+    message_id: str | None
+    headers: dict[str, Any]
+    persistent: bool
+    content_type: str | None
+
+
+class JobTap:
+    def __init__(self, queue: AbstractQueue) -> None:
+        self.queue = queue
+        self.seen: list[TappedJob] = []
+
+    async def drain(self) -> list[TappedJob]:
+        while True:
+            message = await self.queue.get(no_ack=True, fail=False)
+            if message is None:
+                return self.seen
+            self.seen.append(
+                TappedJob(
+                    routing_key=message.routing_key or "",
+                    body=json.loads(message.body),
+                    message_id=message.message_id,
+                    headers=dict(message.headers or {}),
+                    persistent=message.delivery_mode == DeliveryMode.PERSISTENT,
+                    content_type=message.content_type,
+                )
+            )
+
+    async def for_video(self, video_id: int) -> list[TappedJob]:
+        return [job for job in await self.drain() if job.body["video_id"] == video_id]
