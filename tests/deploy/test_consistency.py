@@ -1,0 +1,282 @@
+"""Cross-file consistency of the Kubernetes manifests with the code's settings and with each
+other: env vars are real settings, queue names match, grace periods nest, probes hit ports
+the containers expose, selectors select, the broker config is the same everywhere."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any
+
+import pytest
+
+from shared.settings import RabbitMQSettings, Settings, WorkerSettings, load_settings
+from tests.deploy.manifests import (
+    DEPLOY,
+    KUSTOMIZATIONS,
+    Manifest,
+    configmap_data,
+    container_env,
+    find,
+    label,
+    pod_spec,
+    render,
+    setting_for,
+)
+
+WORKLOADS = (("Deployment", "video-api"), ("Deployment", "video-worker"), ("Job", "video-migrate"))
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_video_env_var_is_a_real_setting(kustomization: str) -> None:
+    docs = render(kustomization)
+    for doc in docs:
+        keys: list[str] = []
+        if doc["kind"] == "ConfigMap":
+            keys = list(doc.get("data", {}))
+        elif doc["kind"] == "Secret":
+            keys = list(doc.get("stringData", {})) + list(doc.get("data", {}))
+        elif doc["kind"] in ("Deployment", "Job", "StatefulSet"):
+            keys = [e["name"] for c in pod_spec(doc)["containers"] for e in c.get("env", [])]
+        for key in keys:
+            if key.startswith("VIDEO_"):
+                assert setting_for(key) is not None, f"{label(doc)}: {key} is not a setting"
+
+
+def _load(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key in [k for k in os.environ if k.startswith("VIDEO_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("VIDEO_CONFIG_FILE", "/nonexistent/config.yaml")
+    for key, value in env.items():
+        if key.startswith("VIDEO_"):
+            monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_containers_load_their_settings(
+    kustomization: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render(kustomization)
+    for kind, name in WORKLOADS:
+        with monkeypatch.context() as mp:
+            container = pod_spec(find(docs, kind, name))["containers"][0]
+            settings = _load(container_env(docs, container), mp)
+            if name == "video-worker":
+                assert settings.worker.health_host == "0.0.0.0"
+            else:
+                settings.ensure_production_safe()
+                assert settings.server.environment == "production"
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_worker_gets_no_database_or_jwt_credentials(kustomization: str) -> None:
+    docs = render(kustomization)
+    container = pod_spec(find(docs, "Deployment", "video-worker"))["containers"][0]
+    env = container_env(docs, container)
+    assert not [k for k in env if k.startswith(("VIDEO_DATABASE__", "VIDEO_AUTH__"))]
+
+
+def _triggers(docs: list[Manifest]) -> dict[str, dict[str, Any]]:
+    so = find(docs, "ScaledObject", "video-worker")
+    return {t["metadata"]["queueName"]: t for t in so["spec"]["triggers"]}
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_scaledobject_queues_match_settings(kustomization: str) -> None:
+    docs = render(kustomization)
+    defaults = RabbitMQSettings()
+    common = configmap_data(docs, "video-common")
+    assert common.get("VIDEO_RABBITMQ__PREFIX", "") == defaults.prefix == ""
+    cover = common.get("VIDEO_RABBITMQ__COVER_QUEUE", defaults.cover_queue)
+    transcode = common.get("VIDEO_RABBITMQ__TRANSCODE_QUEUE", defaults.transcode_queue)
+    assert (cover, transcode) == (defaults.cover_queue, defaults.transcode_queue)
+    triggers = _triggers(docs)
+    assert set(triggers) == {cover, transcode}
+    for trigger in triggers.values():
+        assert trigger["type"] == "rabbitmq"
+        meta = trigger["metadata"]
+        assert meta["protocol"] == "http"  # management API: ready + unacked
+        assert meta["mode"] == "QueueLength"
+        assert meta.get("excludeUnacknowledged", "false") == "false"
+        assert int(meta["value"]) >= 1
+        assert int(meta["activationValue"]) >= 0
+        auth = find(docs, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+        for ref in auth["spec"]["secretTargetRef"]:
+            secret = find(docs, "Secret", ref["name"])
+            assert ref["key"] in secret["stringData"]
+            assert ref["parameter"] == "host"
+            assert re.match(r"^https?://[^:/]+:[^@]+@[^/]+:15672/", secret["stringData"][ref["key"]])
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_trigger_values_follow_worker_concurrency(kustomization: str) -> None:
+    docs = render(kustomization)
+    worker = configmap_data(docs, "video-worker")
+    defaults = WorkerSettings()
+    transcode_slots = int(worker.get("VIDEO_WORKER__TRANSCODE_CONCURRENCY", defaults.transcode_concurrency))
+    cover_slots = int(worker.get("VIDEO_WORKER__COVER_CONCURRENCY", defaults.cover_concurrency))
+    triggers = _triggers(docs)
+    # One worker per transcode slot's worth of waiting + running transcodes.
+    assert int(triggers[RabbitMQSettings().transcode_queue]["metadata"]["value"]) == transcode_slots
+    assert int(triggers[RabbitMQSettings().cover_queue]["metadata"]["value"]) % cover_slots == 0
+
+
+def test_queue_depth_arithmetic_documented_in_readme() -> None:
+    # desired = max over triggers of ceil(messages / value), clamped to [min, max].
+    docs = render("overlays/prod")
+    so = find(docs, "ScaledObject", "video-worker")["spec"]
+    triggers = _triggers(docs)
+
+    def desired(transcodes: int, covers: int) -> int:
+        per_trigger = [
+            math.ceil(transcodes / int(triggers["video_transcoding_queue"]["metadata"]["value"])),
+            math.ceil(covers / int(triggers["video_processing"]["metadata"]["value"])),
+        ]
+        return min(max([*per_trigger, so["minReplicaCount"]]), so["maxReplicaCount"])
+
+    assert desired(0, 0) == 2
+    assert desired(7, 3) == 7
+    assert desired(1, 45) == 5
+    assert desired(500, 0) == 50
+    readme = (DEPLOY / "README.md").read_text()
+    assert "ceil((ready + unacked) / value)" in readme
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_scale_targets_exist(kustomization: str) -> None:
+    docs = render(kustomization)
+    so = find(docs, "ScaledObject", "video-worker")["spec"]["scaleTargetRef"]
+    hpa = find(docs, "HorizontalPodAutoscaler", "video-api")["spec"]["scaleTargetRef"]
+    for ref in (so, hpa):
+        find(docs, ref.get("kind", "Deployment"), ref["name"])
+    spec = find(docs, "ScaledObject", "video-worker")["spec"]
+    assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_worker_termination_grace_exceeds_shutdown_grace(kustomization: str) -> None:
+    docs = render(kustomization)
+    spec = pod_spec(find(docs, "Deployment", "video-worker"))
+    grace = float(
+        configmap_data(docs, "video-worker").get(
+            "VIDEO_WORKER__SHUTDOWN_GRACE", WorkerSettings().shutdown_grace
+        )
+    )
+    assert spec["terminationGracePeriodSeconds"] > grace
+    # The documented margin: shutdown grace + 60 s to requeue, publish and disconnect.
+    assert spec["terminationGracePeriodSeconds"] == grace + 60
+
+
+def _ports(container: Manifest) -> dict[str | int, int]:
+    ports: dict[str | int, int] = {}
+    for port in container.get("ports", []):
+        ports[port["containerPort"]] = port["containerPort"]
+        if "name" in port:
+            ports[port["name"]] = port["containerPort"]
+    return ports
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_probes_hit_exposed_ports(kustomization: str) -> None:
+    docs = render(kustomization)
+    expected = {"video-api": "VIDEO_SERVER__PORT", "video-worker": "VIDEO_WORKER__HEALTH_PORT"}
+    for name, port_setting in expected.items():
+        container = pod_spec(find(docs, "Deployment", name))["containers"][0]
+        ports = _ports(container)
+        listen = int(container_env(docs, container)[port_setting])
+        probes = [container[p] for p in ("startupProbe", "readinessProbe", "livenessProbe")]
+        for probe in probes:
+            assert ports[probe["httpGet"]["port"]] == listen, (name, probe)
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_selectors_select_their_pods(kustomization: str) -> None:
+    docs = render(kustomization)
+    for doc in docs:
+        if doc["kind"] == "Service":
+            selector = doc["spec"]["selector"]
+        elif doc["kind"] == "PodDisruptionBudget":
+            selector = doc["spec"]["selector"]["matchLabels"]
+        else:
+            continue
+        pods = [
+            d
+            for d in docs
+            if d["kind"] in ("Deployment", "StatefulSet")
+            and selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert len(pods) == 1, f"{label(doc)} selects {len(pods)} workloads"
+        if doc["kind"] == "Service":
+            ports = _ports(pod_spec(pods[0])["containers"][0])
+            for port in doc["spec"]["ports"]:
+                assert port["targetPort"] in ports, (label(doc), port)
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "StatefulSet"):
+            match = doc["spec"]["selector"]["matchLabels"]
+            assert match.items() <= doc["spec"]["template"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_ingress_routes_to_the_api_service(kustomization: str) -> None:
+    docs = render(kustomization)
+    ingress = find(docs, "Ingress", "video-api")
+    for rule in ingress["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            service = find(docs, "Service", backend["name"])
+            assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_worker_scratch_is_a_bounded_emptydir_at_the_work_dir(kustomization: str) -> None:
+    docs = render(kustomization)
+    spec = pod_spec(find(docs, "Deployment", "video-worker"))
+    container = spec["containers"][0]
+    work_dir = container_env(docs, container)["VIDEO_WORKER__WORK_DIR"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volume = {v["name"]: v for v in spec["volumes"]}[mounts[work_dir]]
+    assert volume["emptyDir"]["sizeLimit"]
+    assert container["resources"]["limits"]["ephemeral-storage"]
+
+
+def _consumer_timeout(text: str) -> int:
+    match = re.search(r"^\s*consumer_timeout\s*=\s*(\d+)\s*$", text, re.MULTILINE)
+    assert match, "consumer_timeout not set"
+    return int(match.group(1))
+
+
+def test_rabbitmq_consumer_timeout_is_consistent_and_long() -> None:
+    compose_conf = _consumer_timeout((DEPLOY / "rabbitmq" / "rabbitmq.conf").read_text())
+    dev = configmap_data(render("overlays/dev"), "rabbitmq-config")
+    k8s_conf = _consumer_timeout(dev["90-video-platform.conf"])
+    assert compose_conf == k8s_conf == 6 * 3600 * 1000
+    # Far above the longest graceful drain anywhere.
+    assert compose_conf / 1000 > WorkerSettings().shutdown_grace
+    for kustomization in KUSTOMIZATIONS:
+        grace = configmap_data(render(kustomization), "video-worker")["VIDEO_WORKER__SHUTDOWN_GRACE"]
+        assert compose_conf / 1000 > float(grace)
+    readme = (DEPLOY / "README.md").read_text()
+    assert f"consumer_timeout = {compose_conf}" in readme
+
+
+def test_readme_numbers_match_manifests() -> None:
+    readme = (DEPLOY / "README.md").read_text()
+    docs = render("base")
+    worker = pod_spec(find(docs, "Deployment", "video-worker"))
+    grace = configmap_data(docs, "video-worker")["VIDEO_WORKER__SHUTDOWN_GRACE"]
+    so = find(docs, "ScaledObject", "video-worker")["spec"]
+    facts = [
+        f"terminationGracePeriodSeconds: {worker['terminationGracePeriodSeconds']}",
+        f"VIDEO_WORKER__SHUTDOWN_GRACE={grace}",
+        f"stabilizationWindowSeconds: {so['advanced']['horizontalPodAutoscalerConfig']['behavior']['scaleDown']['stabilizationWindowSeconds']}",
+        "kubectl apply -k deploy/k8s/overlays/prod",
+        "VIDEO_WORKER__HEALTH_PORT=8002",
+    ]
+    for fact in facts:
+        assert fact in readme, fact

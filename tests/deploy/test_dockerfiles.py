@@ -1,0 +1,85 @@
+"""The Dockerfiles pass hadolint (no findings at all) and have the promised shape.
+Nothing can be built here (no Docker engine), so this is static."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.manifests import DEPLOY, DOCKERFILES, REPO, hadolint_executable, run_hadolint
+
+RUNTIME_IMAGE = "python:3.11-slim-bookworm"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint_clean(dockerfile: Path) -> None:
+    result = run_hadolint(dockerfile)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "", result.stdout
+
+
+def test_hadolint_bites(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.Dockerfile"
+    bad.write_text("FROM python\nRUN apt-get update && apt-get install ffmpeg\nCMD video-api\n")
+    result = subprocess.run(
+        [hadolint_executable(), "--no-color", "-c", str(DEPLOY / ".hadolint.yaml"), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    for rule in ("DL3006", "DL3014", "DL3015", "DL3009", "DL3025"):
+        assert rule in result.stdout, (rule, result.stdout)
+
+
+def _stages(dockerfile: Path) -> list[str]:
+    """The Dockerfile split into its stages (text from one FROM to the next)."""
+    text = dockerfile.read_text()
+    parts = re.split(r"^(?=FROM )", text, flags=re.MULTILINE)
+    return [p for p in parts if p.startswith("FROM ")]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_multi_stage_shape(dockerfile: Path) -> None:
+    stages = _stages(dockerfile)
+    assert len(stages) == 2
+    builder, final = stages
+    assert builder.startswith(f"FROM {RUNTIME_IMAGE} AS builder")
+    assert final.startswith(f"FROM {RUNTIME_IMAGE}\n")
+    assert "COPY --from=builder /opt/venv /opt/venv" in final
+    # No toolchain and no pip install in the final image.
+    assert not re.search(r"\b(gcc|g\+\+|build-essential|libc6-dev)\b", final)
+    assert "pip install" not in final
+    user = re.search(r"^USER (\S+)$", final, re.MULTILINE)
+    assert user and not user.group(1).startswith(("root", "0"))
+    assert re.search(r"^USER \d+:\d+$", final, re.MULTILINE), "numeric USER for runAsNonRoot"
+    assert re.search(r"^WORKDIR /app$", final, re.MULTILINE)
+    assert re.search(r"^HEALTHCHECK .*\n?.*urllib\.request.*/healthz", final, re.MULTILINE)
+    assert re.search(r"^EXPOSE \d+$", final, re.MULTILINE)
+
+
+def test_ffmpeg_only_in_worker_image() -> None:
+    api, worker = DOCKERFILES
+    assert "ffmpeg" not in api.read_text()
+    final = _stages(worker)[1]
+    assert "apt-get install -y --no-install-recommends ffmpeg" in final
+    assert "rm -rf /var/lib/apt/lists/*" in final
+    assert re.search(r"^EXPOSE 8001$", final, re.MULTILINE)
+    assert re.search(r'^CMD \["video-worker"\]$', final, re.MULTILINE)
+    assert re.search(r'^CMD \["video-api"\]$', _stages(api)[1], re.MULTILINE)
+    assert '".[worker]"' in worker.read_text()
+    assert '".[api]"' in api.read_text()
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    lines = set((REPO / ".dockerignore").read_text().split())
+    for entry in (".venv", ".git", ".stack", "tests", "bench/out", ".pytest_cache", ".mypy_cache"):
+        assert entry in lines, entry
+    # What the images COPY must not be excluded.
+    for kept in ("pyproject.toml", "shared", "api_service", "transcode_service"):
+        assert kept not in lines
+    assert "!README.md" in lines
