@@ -154,9 +154,7 @@ def build(directory: Path) -> list[Manifest]:
     return resources
 
 
-def _apply_patch_entry(
-    directory: Path, kfile: Path, entry: Any, resources: list[Manifest]
-) -> None:
+def _apply_patch_entry(directory: Path, kfile: Path, entry: Any, resources: list[Manifest]) -> None:
     if not isinstance(entry, dict) or set(entry) != {"path"}:
         raise KustomizeError(f"{kfile}: only `patches: - path: <file>` is supported: {entry!r}")
     for patch in load_documents(directory / str(entry["path"])):
@@ -171,9 +169,7 @@ def _apply_patch_entry(
         target.update(merged)
 
 
-def strategic_merge(
-    base: Any, patch: Any, *, builtin: bool, path: tuple[str, ...]
-) -> Any:
+def strategic_merge(base: Any, patch: Any, *, builtin: bool, path: tuple[str, ...]) -> Any:
     """Strategic-merge ``patch`` into ``base`` (returns a new value)."""
     if isinstance(patch, dict):
         for key in patch:

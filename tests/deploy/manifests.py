@@ -32,7 +32,10 @@ KEDA_SCHEMAS = DEPLOY / "schemas" / "keda"
 # A Kubernetes minor release that kubernetes-validate ships schemas for; the manifests use
 # nothing newer (sidecar containers, in-place resize, ... are avoided on purpose).
 K8S_VERSION = "1.30"
-KEDA_KINDS = {"ScaledObject": "scaledobject.json", "TriggerAuthentication": "triggerauthentication.json"}
+KEDA_KINDS = {
+    "ScaledObject": "scaledobject.json",
+    "TriggerAuthentication": "triggerauthentication.json",
+}
 
 
 class ManifestInvalid(Exception):

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from shared.settings import RabbitMQSettings, Settings, WorkerSettings, load_settings
+from tests.deploy.kustomize import Manifest
 from tests.deploy.manifests import (
     DEPLOY,
     KUSTOMIZATIONS,
-    Manifest,
     configmap_data,
     container_env,
     find,
@@ -107,7 +107,9 @@ def test_scaledobject_queues_match_settings(kustomization: str) -> None:
             secret = find(docs, "Secret", ref["name"])
             assert ref["key"] in secret["stringData"]
             assert ref["parameter"] == "host"
-            assert re.match(r"^https?://[^:/]+:[^@]+@[^/]+:15672/", secret["stringData"][ref["key"]])
+            assert re.match(
+                r"^https?://[^:/]+:[^@]+@[^/]+:15672/", secret["stringData"][ref["key"]]
+            )
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -115,7 +117,9 @@ def test_trigger_values_follow_worker_concurrency(kustomization: str) -> None:
     docs = render(kustomization)
     worker = configmap_data(docs, "video-worker")
     defaults = WorkerSettings()
-    transcode_slots = int(worker.get("VIDEO_WORKER__TRANSCODE_CONCURRENCY", defaults.transcode_concurrency))
+    transcode_slots = int(
+        worker.get("VIDEO_WORKER__TRANSCODE_CONCURRENCY", defaults.transcode_concurrency)
+    )
     cover_slots = int(worker.get("VIDEO_WORKER__COVER_CONCURRENCY", defaults.cover_concurrency))
     triggers = _triggers(docs)
     # One worker per transcode slot's worth of waiting + running transcodes.
@@ -130,11 +134,11 @@ def test_queue_depth_arithmetic_documented_in_readme() -> None:
     triggers = _triggers(docs)
 
     def desired(transcodes: int, covers: int) -> int:
-        per_trigger = [
+        per_trigger: list[int] = [
             math.ceil(transcodes / int(triggers["video_transcoding_queue"]["metadata"]["value"])),
             math.ceil(covers / int(triggers["video_processing"]["metadata"]["value"])),
         ]
-        return min(max([*per_trigger, so["minReplicaCount"]]), so["maxReplicaCount"])
+        return min(max([*per_trigger, int(so["minReplicaCount"])]), int(so["maxReplicaCount"]))
 
     assert desired(0, 0) == 2
     assert desired(7, 3) == 7
@@ -259,7 +263,9 @@ def test_rabbitmq_consumer_timeout_is_consistent_and_long() -> None:
     # Far above the longest graceful drain anywhere.
     assert compose_conf / 1000 > WorkerSettings().shutdown_grace
     for kustomization in KUSTOMIZATIONS:
-        grace = configmap_data(render(kustomization), "video-worker")["VIDEO_WORKER__SHUTDOWN_GRACE"]
+        grace = configmap_data(render(kustomization), "video-worker")[
+            "VIDEO_WORKER__SHUTDOWN_GRACE"
+        ]
         assert compose_conf / 1000 > float(grace)
     readme = (DEPLOY / "README.md").read_text()
     assert f"consumer_timeout = {compose_conf}" in readme
@@ -271,10 +277,11 @@ def test_readme_numbers_match_manifests() -> None:
     worker = pod_spec(find(docs, "Deployment", "video-worker"))
     grace = configmap_data(docs, "video-worker")["VIDEO_WORKER__SHUTDOWN_GRACE"]
     so = find(docs, "ScaledObject", "video-worker")["spec"]
+    scale_down = so["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
     facts = [
         f"terminationGracePeriodSeconds: {worker['terminationGracePeriodSeconds']}",
         f"VIDEO_WORKER__SHUTDOWN_GRACE={grace}",
-        f"stabilizationWindowSeconds: {so['advanced']['horizontalPodAutoscalerConfig']['behavior']['scaleDown']['stabilizationWindowSeconds']}",
+        f"stabilizationWindowSeconds: {scale_down['stabilizationWindowSeconds']}",
         "kubectl apply -k deploy/k8s/overlays/prod",
         "VIDEO_WORKER__HEALTH_PORT=8002",
     ]

@@ -64,7 +64,11 @@ def test_strategic_merge_semantics() -> None:
     }
     merged = strategic_merge(base, patch, builtin=True, path=())
     assert merged["spec"]["containers"] == [
-        {"name": "a", "image": "x", "env": [{"name": "K", "value": "1"}, {"name": "L", "value": "2"}]},
+        {
+            "name": "a",
+            "image": "x",
+            "env": [{"name": "K", "value": "1"}, {"name": "L", "value": "2"}],
+        },
         {"name": "b", "image": "y"},
     ]
     assert merged["spec"]["tolerations"] == [{"key": "u"}]  # no merge key: replaced
