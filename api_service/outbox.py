@@ -62,10 +62,12 @@ class OutboxRelay:
             message_id=row.message_id,
             headers={HEADER_ATTEMPT: 1},
         )
-        timeout = self._settings.rabbitmq.publish_timeout
-        await asyncio.wait_for(
-            exchange.publish(message, routing_key=row.routing_key, mandatory=True), timeout
-        )
+        await exchange.publish(message, routing_key=row.routing_key, mandatory=True)
+
+    async def _publish_bounded(self, row: OutboxMessage) -> None:
+        # Bounded as a whole: while a robust connection reconnects, opening a channel can
+        # wait as long as publishing; the row locks must not be held indefinitely.
+        await asyncio.wait_for(self._publish(row), self._settings.rabbitmq.publish_timeout)
 
     async def relay_once(self) -> tuple[int, bool]:
         """Publish one batch; returns (rows published, whether the batch was full)."""
@@ -85,7 +87,7 @@ class OutboxRelay:
             for row in rows:
                 row.attempts += 1
                 try:
-                    await self._publish(row)
+                    await self._publish_bounded(row)
                 except Exception as exc:
                     # Kept pending; the rest of the batch waits for the next round.
                     row.last_error = repr(exc)[:2000]

@@ -1,0 +1,269 @@
+"""Worker events applied idempotently, and dead-lettered jobs failing their video."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import aiohttp
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.keys import cover_key, master_playlist_key, rendition_playlist_key
+from shared.messages import (
+    CoverJob,
+    CoverReady,
+    Rendition,
+    TranscodeFailed,
+    TranscodeJob,
+    TranscodeProgress,
+    TranscodeSucceeded,
+)
+from shared.topology import HEADER_FAILURE_REASON, Topology
+from tests.api.helpers import eventually, publish_event, rows, uploaded_video, video_row
+from tests.api.support import Api, User
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+
+IGNORED_SUCCESS = 'events_applied_total{outcome="ignored",type="transcode_succeeded"}'
+
+
+def succeeded(video_id: int, job_id: uuid.UUID | None = None) -> TranscodeSucceeded:
+    return TranscodeSucceeded(
+        video_id=video_id,
+        job_id=job_id or uuid.uuid4(),
+        master_key=master_playlist_key(video_id),
+        renditions=[
+            Rendition(
+                quality=f"{h}p",
+                width=h * 4 // 3,
+                height=h,
+                bandwidth=h * 1000,
+                playlist_key=rendition_playlist_key(video_id, h),
+            )
+            for h in (240, 120)
+        ],
+        duration=2.0,
+        width=320,
+        height=240,
+        source_size=1234,
+    )
+
+
+async def _field(db: AsyncEngine, video_id: int, name: str) -> Any:
+    video = await video_row(db, video_id)
+    assert video is not None
+    return video[name]
+
+
+async def _metric(api: Api, needle: str) -> float:
+    text = await (await api.client.get("/metrics")).text()
+    for line in text.splitlines():
+        if line.startswith(needle):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_events_applied_once_each(
+    api: Api,
+    user: User,
+    db: AsyncEngine,
+    s3: S3Client,
+    clip: Path,
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    http: aiohttp.ClientSession,
+) -> None:
+    video_id = await uploaded_video(api, user, clip)
+    bucket = api.settings.s3.bucket
+    await s3.put_object(Bucket=bucket, Key=cover_key(video_id), Body=b"\xff\xd8fake-jpeg")
+
+    job_id = uuid.uuid4()
+    cover = CoverReady(
+        video_id=video_id,
+        job_id=job_id,
+        cover_key=cover_key(video_id),
+        duration=1.9,
+        width=320,
+        height=240,
+    )
+    await publish_event(amqp, declared_topology, cover)
+    await eventually(lambda: _field(db, video_id, "cover_key"), lambda v: v is not None)
+    resp = await api.client.get(f"/api/v1/videos/{video_id}", headers=user.headers)
+    body = await resp.json()
+    assert body["status"] == "transcoding"
+    assert body["duration"] == 1.9 and body["width"] == 320
+    # The bucket is private: the cover loads only through the signed URL.
+    async with http.get(body["cover_url"]) as cover_resp:
+        assert cover_resp.status == 200
+        assert await cover_resp.read() == b"\xff\xd8fake-jpeg"
+    async with http.get(body["cover_url"].split("?")[0]) as unsigned:
+        assert unsigned.status == 403
+
+    transcode_job = uuid.uuid4()
+    for percent in (40.0, 20.0):  # progress never moves backwards
+        await publish_event(
+            amqp,
+            declared_topology,
+            TranscodeProgress(video_id=video_id, job_id=transcode_job, percent=percent),
+        )
+    await eventually(lambda: _field(db, video_id, "progress"), lambda p: p == 40.0)
+
+    result = succeeded(video_id, transcode_job)
+    before = await _metric(
+        api, 'events_applied_total{outcome="ignored",type="transcode_succeeded"}'
+    )
+    # The same event twice, as a redelivery would bring it.
+    await publish_event(amqp, declared_topology, result)
+    await publish_event(amqp, declared_topology, result)
+    await eventually(
+        lambda: _metric(api, 'events_applied_total{outcome="ignored",type="transcode_succeeded"}'),
+        lambda v: v == before + 1,
+    )
+    sources = await rows(db, "SELECT * FROM video_sources WHERE video_id = :id", id=video_id)
+    assert sorted(s["quality"] for s in sources) == ["120p", "240p"]
+    video = await video_row(db, video_id)
+    assert video is not None
+    assert video["status"] == "online" and video["progress"] == 100.0
+    assert video["duration"] == 2.0 and video["master_key"] == master_playlist_key(video_id)
+
+    # Late events change nothing: a progress, a failure, a cover again.
+    await publish_event(
+        amqp,
+        declared_topology,
+        TranscodeProgress(video_id=video_id, job_id=transcode_job, percent=50.0),
+    )
+    await publish_event(
+        amqp,
+        declared_topology,
+        TranscodeFailed(
+            video_id=video_id,
+            job_id=transcode_job,
+            job_kind="transcode",
+            reason="late",
+            permanent=True,
+        ),
+    )
+    await publish_event(amqp, declared_topology, cover)
+    await eventually(
+        lambda: _metric(api, 'events_applied_total{outcome="ignored",type="transcode_failed"}'),
+        lambda v: v >= 1,
+    )
+    await eventually(
+        lambda: _metric(api, 'events_applied_total{outcome="ignored",type="cover_ready"}'),
+        lambda v: v >= 1,
+    )
+    video = await video_row(db, video_id)
+    assert video is not None
+    assert video["status"] == "online" and video["error"] is None
+    assert video["progress"] == 100.0
+    assert (
+        len(await rows(db, "SELECT id FROM video_sources WHERE video_id = :id", id=video_id)) == 2
+    )
+
+    resp = await api.client.get(f"/api/v1/videos/{video_id}")  # online: public
+    assert resp.status == 200
+    public = await resp.json()
+    assert [s["quality"] for s in public["sources"]] == ["240p", "120p"]
+    assert public["sources"][0]["bandwidth"] == 240000
+    assert public["playback_url"].startswith(f"{api.base_url}/api/v1/videos/{video_id}/hls/")
+
+
+async def test_failed_event_marks_video_failed(
+    api: Api,
+    user: User,
+    db: AsyncEngine,
+    clip: Path,
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+) -> None:
+    video_id = await uploaded_video(api, user, clip)
+    await publish_event(
+        amqp,
+        declared_topology,
+        TranscodeFailed(
+            video_id=video_id,
+            job_id=uuid.uuid4(),
+            job_kind="transcode",
+            reason="not a video: no video stream",
+            permanent=True,
+        ),
+    )
+    await eventually(lambda: _field(db, video_id, "status"), lambda s: s == "failed")
+    resp = await api.client.get(f"/api/v1/videos/{video_id}", headers=user.headers)
+    body = await resp.json()
+    assert body["status"] == "failed"
+    assert body["error"] == "transcode: not a video: no video stream"
+    # A success arriving after the failure does not resurrect the video.
+    await publish_event(amqp, declared_topology, succeeded(video_id))
+    await eventually(
+        lambda: _metric(api, 'events_applied_total{outcome="ignored",type="transcode_succeeded"}'),
+        lambda v: v >= 1,
+    )
+    assert await _field(db, video_id, "status") == "failed"
+    assert await rows(db, "SELECT id FROM video_sources WHERE video_id = :id", id=video_id) == []
+
+
+async def test_malformed_event_is_dead_lettered(
+    api: Api,
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+) -> None:
+    before = await _metric(api, 'dead_letters_seen_total{kind="other"}')
+    channel = await amqp.channel()
+    exchange = await channel.get_exchange(declared_topology.events_exchange)
+    await exchange.publish(aio_pika.Message(b'{"schema_version": 99}'), "event.bogus")
+    await channel.close()
+    # The API rejected it without requeue; the watch copy of the dead letter comes back.
+    await eventually(
+        lambda: _metric(api, 'dead_letters_seen_total{kind="other"}'),
+        lambda v: v == before + 1,
+    )
+    resp = await api.client.get("/healthz")
+    assert resp.status == 200
+
+
+async def test_dead_lettered_job_fails_video(
+    api: Api,
+    user: User,
+    db: AsyncEngine,
+    clip: Path,
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+) -> None:
+    with_reason = await uploaded_video(api, user, clip)
+    channel = await amqp.channel()
+    dlx = await channel.get_exchange(declared_topology.dead_letter_exchange)
+    job = CoverJob(video_id=with_reason, job_id=uuid.uuid4(), source_key="raw/x/y.mp4")
+    await dlx.publish(
+        aio_pika.Message(job.to_json(), headers={HEADER_FAILURE_REASON: "S3 kept timing out"}),
+        routing_key="",
+    )
+    await eventually(lambda: _field(db, with_reason, "status"), lambda s: s == "failed")
+    assert await _field(db, with_reason, "error") == "cover: S3 kept timing out"
+
+    # The broker's own delivery limit: a job that keeps coming back (a crashing worker)
+    # is dead-lettered by RabbitMQ, and the API fails its video.
+    crashing = await uploaded_video(api, user, clip)
+    queue = await channel.declare_queue(declared_topology.transcode_queue, passive=True)
+    await queue.purge()
+    poison = TranscodeJob(video_id=crashing, job_id=uuid.uuid4(), source_key="raw/x/y.mp4")
+    jobs = await channel.get_exchange(declared_topology.jobs_exchange)
+    await jobs.publish(aio_pika.Message(poison.to_json()), routing_key="transcode")
+
+    async def bounce() -> str:
+        message = await queue.get(fail=False)
+        if message is not None:
+            await message.nack(requeue=True)
+        return str(await _field(db, crashing, "status"))
+
+    await eventually(bounce, lambda s: s == "failed", within=20)
+    await channel.close()
+    error = await _field(db, crashing, "error")
+    assert error == (
+        "transcode: the job was dead-lettered after repeatedly failing or crashing workers"
+    )
