@@ -66,6 +66,25 @@ def _path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<root>"
 
 
+def _most_specific(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError | None:
+    """The error deepest in the document, looking inside oneOf/anyOf/allOf alternatives.
+
+    ``best_match`` may report a generic parent failure (the compose schema's
+    ``unevaluatedProperties`` on a service) instead of the field that is actually wrong.
+    """
+    flat: list[jsonschema.ValidationError] = []
+    stack = list(errors)
+    while stack:
+        error = stack.pop()
+        flat.append(error)
+        stack.extend(error.context or [])
+    if not flat:
+        return None
+    depth = max(len(e.absolute_path) for e in flat)
+    deepest = [e for e in flat if len(e.absolute_path) == depth]
+    return jsonschema.exceptions.best_match(deepest)
+
+
 def validate_k8s(doc: Manifest) -> None:
     """Validate a core Kubernetes object against the OpenAPI schema, strictly."""
     try:
@@ -83,7 +102,7 @@ def _keda_validator(kind: str) -> jsonschema.Draft202012Validator:
 
 def validate_keda(doc: Manifest) -> None:
     """Validate a KEDA custom resource against the schemas kept in deploy/schemas/keda."""
-    error = jsonschema.exceptions.best_match(_keda_validator(str(doc["kind"])).iter_errors(doc))
+    error = _most_specific(list(_keda_validator(str(doc["kind"])).iter_errors(doc)))
     if error is not None:
         raise ManifestInvalid(f"{label(doc)}: {_path(error)}: {error.message}")
 
@@ -112,7 +131,7 @@ def load_compose() -> dict[str, Any]:
 
 
 def validate_compose(doc: dict[str, Any]) -> None:
-    error = jsonschema.exceptions.best_match(_compose_validator().iter_errors(doc))
+    error = _most_specific(list(_compose_validator().iter_errors(doc)))
     if error is not None:
         raise ManifestInvalid(f"compose: {_path(error)}: {error.message}")
 

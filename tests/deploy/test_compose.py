@@ -31,7 +31,7 @@ def test_broken_compose_unknown_top_level_key_fails() -> None:
 def test_broken_compose_bad_depends_on_condition_fails() -> None:
     doc = load_compose()
     doc["services"]["api"]["depends_on"]["migrate"]["condition"] = "service_finished"
-    with pytest.raises(ManifestInvalid, match=r"depends_on"):
+    with pytest.raises(ManifestInvalid, match=r"condition: .service_finished. is not one of"):
         validate_compose(doc)
 
 

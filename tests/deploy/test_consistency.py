@@ -107,9 +107,13 @@ def test_scaledobject_queues_match_settings(kustomization: str) -> None:
             secret = find(docs, "Secret", ref["name"])
             assert ref["key"] in secret["stringData"]
             assert ref["parameter"] == "host"
-            assert re.match(
-                r"^https?://[^:/]+:[^@]+@[^/]+:15672/", secret["stringData"][ref["key"]]
+            url = re.match(
+                r"^https?://[^:/]+:[^@]+@([^/:]+):15672/", secret["stringData"][ref["key"]]
             )
+            assert url, "management URL must be http(s)://user:password@host:15672/<vhost>"
+            # KEDA's operator resolves the host from its own namespace: a bare Service name
+            # would point into the wrong namespace.
+            assert "." in url.group(1), f"{url.group(1)!r} is not namespace-qualified"
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
