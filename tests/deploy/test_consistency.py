@@ -291,3 +291,13 @@ def test_readme_numbers_match_manifests() -> None:
     ]
     for fact in facts:
         assert fact in readme, fact
+
+
+def test_every_setting_named_in_docs_exists() -> None:
+    for path in (
+        DEPLOY / "README.md",
+        DEPLOY / "compose.yaml",
+        DEPLOY / "rabbitmq" / "rabbitmq.conf",
+    ):
+        for name in set(re.findall(r"\bVIDEO_[A-Z0-9]+__[A-Z0-9_]+\b", path.read_text())):
+            assert setting_for(name) is not None, f"{path.name}: {name} is not a setting"
