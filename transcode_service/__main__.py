@@ -1,0 +1,3 @@
+from transcode_service.main import main
+
+main()

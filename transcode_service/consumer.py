@@ -1,0 +1,313 @@
+"""The aio-pika adapter: decode a delivery, run its handler under the kind's semaphore and
+lease, publish the outcome, then settle the delivery.
+
+Settling rules:
+- malformed body → ``reject(requeue=False)``: the broker dead-letters it at once;
+- success → result event confirmed → result marker → ack;
+- ``PermanentError`` → failed event (permanent) → ack, no retry;
+- anything else (``RetryableError``, S3/network errors, bugs) → a copy with ``x-attempt + 1``
+  into the retry delay queue, then ack; after ``max_attempts`` a failed event and a copy in
+  the dead-letter queue (``x-failure-reason``), then ack;
+- cancelled (shutdown) → no ack: closing the channel returns the delivery to the queue;
+- running elsewhere (lease held) or no free slot → a copy into a delay queue without
+  counting an attempt (``x-lease-waits + 1``), then ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from shared.messages import (
+    CoverJob,
+    CoverReady,
+    JobKind,
+    MessageError,
+    TranscodeFailed,
+    TranscodeJob,
+    TranscodeProgress,
+    TranscodeSucceeded,
+    parse_job,
+)
+from shared.settings import WorkerSettings
+from shared.topology import HEADER_ATTEMPT, HEADER_FAILURE_REASON, Topology
+from transcode_service.errors import PermanentError
+from transcode_service.handlers import JobTimings, PercentCallback
+from transcode_service.lease import LeaseManager
+from transcode_service.markers import ResultMarkers
+from transcode_service.metrics import Metrics
+from transcode_service.publisher import Publisher
+
+log = structlog.get_logger(__name__)
+
+HEADER_LEASE_WAITS = "x-lease-waits"
+
+Job = CoverJob | TranscodeJob
+Result = CoverReady | TranscodeSucceeded
+Handler = Callable[[Job, PercentCallback, JobTimings], Awaitable[Result]]
+
+
+def _header_int(message: AbstractIncomingMessage, name: str, default: int) -> int:
+    value = (message.headers or {}).get(name, default)
+    try:
+        return max(default, int(str(value)))
+    except (TypeError, ValueError):
+        return default
+
+
+class JobConsumer:
+    """One queue, one channel, one semaphore (= the channel's prefetch)."""
+
+    def __init__(
+        self,
+        *,
+        kind: JobKind,
+        queue: AbstractQueue,
+        handler: Handler,
+        concurrency: int,
+        publisher: Publisher,
+        leases: LeaseManager,
+        markers: ResultMarkers,
+        metrics: Metrics,
+        topology: Topology,
+        settings: WorkerSettings,
+    ) -> None:
+        self.kind = kind
+        self._queue = queue
+        self._handler = handler
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._publisher = publisher
+        self._leases = leases
+        self._markers = markers
+        self._metrics = metrics
+        self._topology = topology
+        self._settings = settings
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._consumer_tag: str | None = None
+
+    @property
+    def consuming(self) -> bool:
+        return self._consumer_tag is not None
+
+    async def start(self) -> None:
+        self._consumer_tag = await self._queue.consume(self._on_message, no_ack=False)
+
+    async def stop(self) -> None:
+        """No new deliveries; deliveries already prefetched but not started stay unacked and
+        go back to the queue when the channel closes."""
+        if self._consumer_tag is not None:
+            tag, self._consumer_tag = self._consumer_tag, None
+            try:
+                await self._queue.cancel(tag)
+            except Exception:
+                log.warning("cancelling the consumer failed", kind=self.kind, exc_info=True)
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for running jobs, then cancel the rest (ffmpeg is
+        stopped, work directories removed, their deliveries left unacked)."""
+        if self._tasks:
+            log.info("waiting for running jobs", kind=self.kind, jobs=len(self._tasks))
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        remaining = set(self._tasks)
+        for task in remaining:
+            task.cancel()
+        if remaining:
+            log.warning("jobs interrupted by shutdown", kind=self.kind, jobs=len(remaining))
+            await asyncio.gather(*remaining, return_exceptions=True)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # Own task per delivery, so shutdown can wait for and cancel each one.
+        task = asyncio.create_task(self.process(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def process(self, message: AbstractIncomingMessage) -> None:
+        try:
+            job = parse_job(message.body)
+            if job.kind != self.kind:
+                raise MessageError(f"a {job.kind} job on the {self.kind} queue")
+        except MessageError as exc:
+            log.warning(
+                "malformed message dead-lettered",
+                kind=self.kind,
+                reason=str(exc),
+                message_id=message.message_id,
+            )
+            self._metrics.jobs.labels(kind=self.kind, outcome="malformed").inc()
+            await self._settle(message.reject(requeue=False))
+            return
+        with structlog.contextvars.bound_contextvars(
+            video_id=job.video_id, job_id=str(job.job_id), kind=job.kind
+        ):
+            await self._process_job(message, job)
+
+    async def _process_job(self, message: AbstractIncomingMessage, job: Job) -> None:
+        job_id = str(job.job_id)
+        if self._semaphore.locked():
+            # With prefetch == concurrency this only happens after the broker reopened the
+            # channel (consumer timeout) while earlier jobs still run: do not hold it unacked.
+            await self._defer(message, job, "no free slot")
+            return
+        async with self._semaphore:
+            try:
+                acquired = await self._leases.acquire(job.kind, job_id)
+            except Exception as exc:
+                log.warning("lease check failed", error=str(exc))
+                await self._settle(message.nack(requeue=True))
+                return
+            if not acquired:
+                await self._defer(message, job, "running on another worker")
+                return
+            try:
+                await self._run_leased(message, job)
+            finally:
+                await asyncio.shield(self._leases.release(job.kind, job_id))
+
+    async def _run_leased(self, message: AbstractIncomingMessage, job: Job) -> None:
+        job_id = str(job.job_id)
+        attempt = _header_int(message, HEADER_ATTEMPT, 1)
+        timings = JobTimings()
+        started = time.monotonic()
+        outcome = "unknown"
+        reason: str | None = None
+        self._metrics.in_flight.labels(kind=self.kind).inc()
+        try:
+            try:
+                if await self._markers.get(job.video_id, job_id) is not None:
+                    # Finished and its event confirmed earlier; this is a redelivered copy.
+                    outcome = "duplicate"
+                    await self._settle(message.ack())
+                    return
+                result = await self._handler(job, self._progress_callback(job), timings)
+            except PermanentError as exc:
+                outcome, reason = "failed", str(exc)
+                await self._publisher.publish_event(self._failed(job, reason, permanent=True))
+                await self._settle(message.ack())
+                return
+            except asyncio.CancelledError:
+                outcome = "interrupted"
+                raise
+            except Exception as exc:
+                reason = str(exc) or type(exc).__name__
+                log.warning("job failed, transient", attempt=attempt, error=reason, exc_info=True)
+                outcome = await self._retry_or_give_up(message, job, attempt, reason)
+                return
+            await self._publisher.publish_event(result)
+            await self._markers.put(job.video_id, job_id, result.model_dump(mode="json"))
+            outcome = "succeeded"
+            await self._settle(message.ack())
+        except asyncio.CancelledError:
+            outcome = "interrupted"
+            raise
+        except Exception as exc:
+            # Publishing or settling failed (broker or S3 trouble): give the delivery back.
+            outcome, reason = "error", str(exc) or type(exc).__name__
+            log.error("could not complete the job; returning it to the queue", exc_info=True)
+            await self._settle(message.nack(requeue=True))
+        finally:
+            self._metrics.in_flight.labels(kind=self.kind).dec()
+            total = time.monotonic() - started
+            self._metrics.jobs.labels(kind=self.kind, outcome=outcome).inc()
+            self._metrics.job_duration.labels(kind=self.kind, outcome=outcome).observe(total)
+            for stage, seconds in timings.stages.items():
+                self._metrics.stage_duration.labels(kind=self.kind, stage=stage).observe(seconds)
+            log.info(
+                "job finished",
+                outcome=outcome,
+                attempt=attempt,
+                reason=reason,
+                total=round(total, 3),
+                timings=timings.stages,
+                speed=timings.speed,
+                source_size=timings.source_size,
+            )
+
+    async def _retry_or_give_up(
+        self, message: AbstractIncomingMessage, job: Job, attempt: int, reason: str
+    ) -> str:
+        if attempt < self._settings.max_attempts:
+            queue = self._topology.retry_queue(job.kind, attempt - 1)
+            await self._publisher.publish_job(
+                message.body,
+                queue,
+                {HEADER_ATTEMPT: attempt + 1, HEADER_LEASE_WAITS: 0},
+            )
+            self._metrics.retries.labels(kind=self.kind).inc()
+            await self._settle(message.ack())
+            log.info("job scheduled for retry", attempt=attempt + 1, delay_queue=queue)
+            return "retried"
+        final = f"gave up after {attempt} attempts: {reason}"
+        await self._publisher.publish_event(self._failed(job, final, permanent=False))
+        await self._publisher.dead_letter(
+            message.body,
+            job.kind,
+            {HEADER_ATTEMPT: attempt, HEADER_FAILURE_REASON: final[:1000]},
+        )
+        await self._settle(message.ack())
+        return "dead_lettered"
+
+    async def _defer(self, message: AbstractIncomingMessage, job: Job, why: str) -> None:
+        """Send a copy round a delay queue without counting an attempt."""
+        waits = _header_int(message, HEADER_LEASE_WAITS, 0)
+        queue = self._topology.retry_queue(job.kind, waits)
+        try:
+            await self._publisher.publish_job(
+                message.body,
+                queue,
+                {
+                    HEADER_ATTEMPT: _header_int(message, HEADER_ATTEMPT, 1),
+                    HEADER_LEASE_WAITS: waits + 1,
+                },
+            )
+        except Exception:
+            log.warning("deferring failed; returning the job to the queue", exc_info=True)
+            await self._settle(message.nack(requeue=True))
+            return
+        log.info("job deferred", why=why, delay_queue=queue, waits=waits + 1)
+        self._metrics.jobs.labels(kind=self.kind, outcome="deferred").inc()
+        await self._settle(message.ack())
+
+    def _progress_callback(self, job: Job) -> PercentCallback:
+        interval = self._settings.progress_interval
+        last = 0.0
+
+        async def publish(percent: float) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last < interval and percent < 100:
+                return
+            last = now
+            event = TranscodeProgress(
+                video_id=job.video_id, job_id=job.job_id, percent=round(percent, 1)
+            )
+            try:
+                await self._publisher.publish_event(event)
+            except Exception as exc:
+                log.warning("progress event not published", error=str(exc))
+
+        return publish
+
+    @staticmethod
+    def _failed(job: Job, reason: str, *, permanent: bool) -> TranscodeFailed:
+        return TranscodeFailed(
+            video_id=job.video_id,
+            job_id=job.job_id,
+            job_kind=job.kind,
+            reason=reason[:2000],
+            permanent=permanent,
+        )
+
+    @staticmethod
+    async def _settle(action: Awaitable[Any]) -> None:
+        try:
+            await action
+        except Exception as exc:
+            # Typically the broker closed the channel (consumer timeout, connection loss):
+            # it redelivers the message itself, and the result marker or the lease stops
+            # a second run.
+            log.warning("could not settle the delivery", error=repr(exc))

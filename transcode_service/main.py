@@ -1,0 +1,187 @@
+"""Entry point: one ``run()`` owning every resource through an ``AsyncExitStack``.
+
+SIGTERM/SIGINT → stop consuming → running jobs get ``worker.shutdown_grace`` seconds → the
+rest are cancelled (ffmpeg stopped, work directories removed, deliveries left unacked so the
+broker hands them to another worker) → channels, S3 client, connection and health server
+closed → exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractRobustConnection
+
+from shared.logging import configure_logging
+from shared.messages import CoverJob, TranscodeJob
+from shared.s3 import s3_client
+from shared.settings import Settings, SettingsError, load_settings
+from shared.topology import Topology, declare_topology
+from transcode_service.consumer import Handler, JobConsumer, Result
+from transcode_service.handlers import (
+    Deps,
+    JobTimings,
+    PercentCallback,
+    handle_cover,
+    handle_transcode,
+)
+from transcode_service.health import create_app, health_server
+from transcode_service.lease import LeaseManager
+from transcode_service.markers import ResultMarkers
+from transcode_service.metrics import Metrics
+from transcode_service.publisher import Publisher
+from transcode_service.workdir import clean_stale
+
+log = structlog.get_logger("transcode_service")
+
+
+def _handlers(deps: Deps) -> tuple[Handler, Handler]:
+    async def cover(
+        job: CoverJob | TranscodeJob, progress: PercentCallback, timings: JobTimings
+    ) -> Result:
+        assert isinstance(job, CoverJob)
+        return await handle_cover(job, deps, timings)
+
+    async def transcode(
+        job: CoverJob | TranscodeJob, progress: PercentCallback, timings: JobTimings
+    ) -> Result:
+        assert isinstance(job, TranscodeJob)
+        return await handle_transcode(job, deps, progress, timings)
+
+    return cover, transcode
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_started: Callable[[int], None] | None = None,
+) -> int:
+    """Run the worker until ``stop`` is set (by default: until SIGTERM or SIGINT).
+    ``on_started`` receives the health server's port once consuming."""
+    worker = settings.worker
+    topology = Topology.from_settings(settings.rabbitmq)
+    worker.work_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale(worker.work_dir)
+
+    loop = asyncio.get_running_loop()
+    if stop is None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+
+    metrics = Metrics()
+    consumers: list[JobConsumer] = []
+    connection: AbstractRobustConnection | None = None
+
+    def ready() -> bool:
+        return (
+            connection is not None
+            and not connection.is_closed
+            and connection.connected.is_set()
+            and bool(consumers)
+            and all(c.consuming for c in consumers)
+        )
+
+    async with AsyncExitStack() as stack:
+        port = await stack.enter_async_context(
+            health_server(create_app(metrics, ready), worker.health_host, worker.health_port)
+        )
+        log.info("health server listening", host=worker.health_host, port=port)
+        connection = await aio_pika.connect_robust(
+            settings.rabbitmq.url.get_secret_value(),
+            client_properties={
+                "connection_name": f"transcode-worker {socket.gethostname()} pid {os.getpid()}"
+            },
+        )
+        stack.push_async_callback(connection.close)
+        s3 = await stack.enter_async_context(
+            s3_client(settings.s3, max_pool_connections=max(32, worker.upload_concurrency * 2))
+        )
+        setup = await connection.channel()
+        await declare_topology(setup, topology)
+        await setup.close()
+
+        publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        stack.push_async_callback(publish_channel.close)
+        publisher = Publisher(publish_channel, topology, settings.rabbitmq)
+        await publisher.start()
+
+        deps = Deps(
+            settings=worker,
+            s3=s3,
+            bucket=settings.s3.bucket,
+            upload_semaphore=asyncio.Semaphore(worker.upload_concurrency),
+            metrics=metrics,
+        )
+        leases = LeaseManager(connection, settings.rabbitmq.prefix)
+        markers = ResultMarkers(s3, settings.s3.bucket)
+        cover_handler, transcode_handler = _handlers(deps)
+        for kind, concurrency, handler in (
+            ("cover", worker.cover_concurrency, cover_handler),
+            ("transcode", worker.transcode_concurrency, transcode_handler),
+        ):
+            # One channel per kind, prefetch = its semaphore: a cover never waits behind a
+            # long transcode, and the broker spreads jobs fairly across worker processes.
+            channel = await connection.channel(publisher_confirms=False)
+            stack.push_async_callback(channel.close)
+            await channel.set_qos(prefetch_count=concurrency)
+            queue = await channel.get_queue(topology.job_queue(kind))  # type: ignore[arg-type]
+            consumers.append(
+                JobConsumer(
+                    kind=kind,  # type: ignore[arg-type]
+                    queue=queue,
+                    handler=handler,
+                    concurrency=concurrency,
+                    publisher=publisher,
+                    leases=leases,
+                    markers=markers,
+                    metrics=metrics,
+                    topology=topology,
+                    settings=worker,
+                )
+            )
+        for consumer in consumers:
+            await consumer.start()
+        log.info(
+            "worker started",
+            cover_queue=topology.cover_queue,
+            transcode_queue=topology.transcode_queue,
+            cover_concurrency=worker.cover_concurrency,
+            transcode_concurrency=worker.transcode_concurrency,
+        )
+        if on_started is not None:
+            on_started(port)
+
+        await stop.wait()
+        log.info("shutting down", grace=worker.shutdown_grace)
+        for consumer in consumers:
+            await consumer.stop()
+        await asyncio.gather(*(c.drain(worker.shutdown_grace) for c in consumers))
+        # Leaving the stack closes the consumer channels first: deliveries still unacked
+        # go back to their queues.
+    # Job directories are gone already (each job removes its own); drop the empty
+    # per-process level too.
+    with contextlib.suppress(OSError):
+        (worker.work_dir / str(os.getpid())).rmdir()
+    log.info("worker stopped")
+    return 0
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings.logging.level, settings.logging.json_output)
+    sys.exit(asyncio.run(run(settings)))

@@ -1,0 +1,87 @@
+"""Publishing with publisher confirms: every call returns only once the broker has taken
+responsibility for the message (confirmed; unroutable messages raise instead of vanishing)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange
+
+from shared.messages import (
+    CoverReady,
+    TranscodeFailed,
+    TranscodeProgress,
+    TranscodeSucceeded,
+    event_routing_key,
+)
+from shared.settings import RabbitMQSettings
+from shared.topology import Topology
+
+Event = CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed
+
+
+class Publisher:
+    """Owns nothing: the channel (opened with ``publisher_confirms=True`` and
+    ``on_return_raises=True``) belongs to main()'s exit stack."""
+
+    def __init__(
+        self, channel: AbstractChannel, topology: Topology, settings: RabbitMQSettings
+    ) -> None:
+        self._channel = channel
+        self._topology = topology
+        self._timeout = settings.publish_timeout
+        self._events: AbstractExchange | None = None
+        self._dlx: AbstractExchange | None = None
+
+    async def start(self) -> None:
+        self._events = await self._channel.get_exchange(self._topology.events_exchange)
+        self._dlx = await self._channel.get_exchange(self._topology.dead_letter_exchange)
+
+    async def publish_event(self, event: Event) -> None:
+        assert self._events is not None, "start() first"
+        message = aio_pika.Message(
+            body=event.to_json(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            # Progress events are many per job; everything else is one per job and type,
+            # which lets consumers deduplicate a re-publication.
+            message_id=(
+                str(uuid.uuid4())
+                if isinstance(event, TranscodeProgress)
+                else f"{event.job_id}:{event.type}"
+            ),
+            type=event.type,
+        )
+        await self._events.publish(
+            message, routing_key=event_routing_key(event), mandatory=True, timeout=self._timeout
+        )
+
+    async def publish_job(self, body: bytes, queue: str, headers: dict[str, Any]) -> None:
+        """Put a copy of a job straight into ``queue`` (a retry delay queue) through the
+        default exchange."""
+        message = aio_pika.Message(
+            body=body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(uuid.uuid4()),
+            headers=headers,
+        )
+        await self._channel.default_exchange.publish(
+            message, routing_key=queue, mandatory=True, timeout=self._timeout
+        )
+
+    async def dead_letter(self, body: bytes, routing_key: str, headers: dict[str, Any]) -> None:
+        """Park a job in the dead-letter queue on purpose (attempts exhausted)."""
+        assert self._dlx is not None, "start() first"
+        message = aio_pika.Message(
+            body=body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(uuid.uuid4()),
+            headers=headers,
+        )
+        await self._dlx.publish(
+            message, routing_key=routing_key, mandatory=True, timeout=self._timeout
+        )
