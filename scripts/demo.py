@@ -124,7 +124,7 @@ async def demo(api: str, source: Path, size: int) -> None:
         print(f"registered and logged in as {email}")
 
         initiated = await call(
-            session, "POST", f"{api}/api/v1/videos/upload/initiate", expect=200, headers=headers,
+            session, "POST", f"{api}/api/v1/videos/upload/initiate", expect=201, headers=headers,
             json={"file_name": source.name, "title": "Demo video", "size": size},
         )  # fmt: skip
         video_id = int(initiated["video_id"])

@@ -130,7 +130,7 @@ class Client:
 
     async def upload(self, path: Path) -> int:
         initiated = await self.call(
-            "POST", "/api/v1/videos/upload/initiate", 200,
+            "POST", "/api/v1/videos/upload/initiate", 201,
             json={"file_name": path.name, "title": path.stem},
         )  # fmt: skip
         # Exactly what a client of the original service runs.
