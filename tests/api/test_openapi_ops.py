@@ -1,0 +1,153 @@
+"""The OpenAPI document and docs page, health, readiness, metrics, start-up and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from openapi_spec_validator import validate
+
+from tests.api.proxy import free_port
+from tests.api.support import Api
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def test_openapi_document_is_valid_and_complete(api: Api) -> None:
+    resp = await api.client.get("/api/v1/openapi.json")
+    assert resp.status == 200
+    document = await resp.json()
+    validate(document)
+    assert document["openapi"].startswith("3.")
+    documented = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method in operations
+    }
+    served = set()
+    for route in api.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if route.method == "HEAD" or path is None or path.startswith("/api/v1/docs"):
+            continue
+        if path == "/api/v1/openapi.json":
+            continue
+        path = path.replace("{video_id:\\d+}", "{video_id}").replace(
+            "{quality:[A-Za-z0-9_-]{1,16}}", "{quality}"
+        )
+        served.add((route.method, path))
+    assert served == documented
+    schemas = document["components"]["schemas"]
+    assert {"RegisterRequest", "InitiateUploadRequest", "VideoResponse", "ErrorResponse"} <= set(
+        schemas
+    )
+    initiate = document["paths"]["/api/v1/videos/upload/initiate"]["post"]
+    assert initiate["security"] == [{"bearerAuth": []}]
+    assert initiate["responses"]["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorResponse"
+    }
+    assert document["components"]["securitySchemes"]["bearerAuth"]["bearerFormat"] == "JWT"
+
+
+async def test_docs_page_serves_swagger_ui(api: Api) -> None:
+    resp = await api.client.get("/api/v1/docs")
+    assert resp.status == 200
+    html = await resp.text()
+    assert "SwaggerUIBundle" in html and "/api/v1/openapi.json" in html
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        resp = await api.client.get(f"/api/v1/docs/static/{asset}")
+        assert resp.status == 200, asset
+        assert len(await resp.read()) > 1000
+
+
+async def test_health_ready_metrics(api: Api) -> None:
+    resp = await api.client.get("/healthz")
+    assert resp.status == 200 and await resp.json() == {"status": "ok"}
+    resp = await api.client.get("/readyz")
+    assert resp.status == 200
+    assert await resp.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "broker": "ok", "storage": "ok"},
+    }
+    await api.client.get("/api/v1/nope")
+    resp = await api.client.get("/metrics")
+    text = await resp.text()
+    assert 'http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert 'http_requests_total{method="GET",route="unmatched",status="404"}' in text
+    assert 'http_request_duration_seconds_bucket{le="0.005",route="/readyz"}' in text
+    assert "outbox_pending" in text
+    assert "# TYPE events_applied_total counter" in text
+
+
+def test_refuses_default_secret_outside_development(settings_env: dict[str, str]) -> None:
+    env = {**settings_env, "VIDEO_SERVER__ENVIRONMENT": "production"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "api_service.main"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "auth.jwt_secret" in lines[0]
+
+    env = {**settings_env, "VIDEO_SERVER__PORT": "not-a-port"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "api_service.main"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[0].startswith("invalid setting server.port")
+
+
+async def test_process_serves_and_shuts_down_gracefully(
+    api: Api, settings_env: dict[str, str], http: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    env = {
+        **settings_env,
+        "VIDEO_SERVER__PORT": str(port),
+        "VIDEO_LOGGING__JSON_OUTPUT": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "api_service.main",
+        env=env,
+        cwd=str(REPO),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    assert resp.status == 200
+                    request_id = resp.headers["X-Request-ID"]
+                    break
+            except aiohttp.ClientConnectionError:
+                assert time.monotonic() < deadline, "the API did not start"
+                await asyncio.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    access = [line for line in stderr.decode().splitlines() if '"request"' in line]
+    assert any(request_id in line and "/healthz" in line for line in access)
+    assert "Traceback" not in stderr.decode()

@@ -1,0 +1,148 @@
+"""HLS from a private bucket: a real player (ffprobe) opens playback_url and each source url;
+the API serves rewritten playlists, segments come straight from S3 with signatures."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import m3u8
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api_service.auth.tokens import issue_access_token, issue_playback_token
+from shared.messages import TranscodeSucceeded
+from shared.topology import Topology
+from tests.api.helpers import eventually, publish_event, uploaded_video, video_row
+from tests.api.hls import upload_hls
+from tests.api.support import Api, User
+from tests.media import ffprobe
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+
+async def _online_video(
+    api: Api,
+    user: User,
+    db: AsyncEngine,
+    s3: S3Client,
+    clip: Path,
+    tmp_root: Path,
+    amqp: AbstractRobustConnection,
+    topology: Topology,
+) -> dict[str, Any]:
+    video_id = await uploaded_video(api, user, clip)
+    master_key, renditions = await upload_hls(s3, api.settings.s3.bucket, video_id, clip, tmp_root)
+    await publish_event(
+        amqp,
+        topology,
+        TranscodeSucceeded(
+            video_id=video_id,
+            job_id=uuid.uuid4(),
+            master_key=master_key,
+            renditions=renditions,
+            duration=2.0,
+            width=320,
+            height=240,
+            source_size=1,
+        ),
+    )
+
+    async def status() -> Any:
+        row = await video_row(db, video_id)
+        return row and row["status"]
+
+    await eventually(status, lambda s: s == "online")
+    resp = await api.client.get(f"/api/v1/videos/{video_id}")
+    assert resp.status == 200
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def test_hls_plays_with_signed_urls(
+    api: Api,
+    user: User,
+    db: AsyncEngine,
+    s3: S3Client,
+    clip: Path,
+    tmp_root: Path,
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    http: aiohttp.ClientSession,
+) -> None:
+    video = await _online_video(api, user, db, s3, clip, tmp_root, amqp, declared_topology)
+    assert [s["quality"] for s in video["sources"]] == ["240p", "120p"]
+
+    # A real HLS client: master → variants → every segment, all with short-lived signatures.
+    probe = await asyncio.to_thread(ffprobe, video["playback_url"])
+    assert float(probe["format"]["duration"]) > 1.5
+    assert {s["codec_type"] for s in probe["streams"]} >= {"video", "audio"}
+    for source in video["sources"]:
+        probe = await asyncio.to_thread(ffprobe, source["url"])
+        heights = {s.get("height") for s in probe["streams"] if s["codec_type"] == "video"}
+        assert heights == {source["height"]}
+
+    async with http.get(video["playback_url"]) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "application/vnd.apple.mpegurl"
+        master = m3u8.loads(await resp.text())
+    assert master.is_variant
+    variant_urls = [p.uri for p in master.playlists]
+    assert variant_urls == [s["url"] for s in video["sources"]]
+
+    async with http.get(variant_urls[0]) as resp:
+        variant = m3u8.loads(await resp.text())
+    assert len(variant.segments) >= 2
+    segment_url = variant.segments[0].uri
+    s3_endpoint = str(api.settings.s3.presign_endpoint)
+    # Segment bytes come from S3 directly, never through the API.
+    assert segment_url.startswith(s3_endpoint) and "X-Amz-Signature" in segment_url
+    async with http.get(segment_url) as resp:
+        assert resp.status == 200
+        assert (await resp.read())[:1] == b"\x47"  # MPEG-TS sync byte
+    async with http.get(segment_url.split("?")[0]) as resp:
+        assert resp.status == 403  # the bucket is private
+
+
+async def test_playback_token_checks(
+    api: Api,
+    user: User,
+    db: AsyncEngine,
+    s3: S3Client,
+    clip: Path,
+    tmp_root: Path,
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    http: aiohttp.ClientSession,
+) -> None:
+    video = await _online_video(api, user, db, s3, clip, tmp_root, amqp, declared_topology)
+    base = f"/api/v1/videos/{video['id']}/hls"
+    auth = api.settings.auth
+    other = issue_playback_token(auth, video["id"] + 1000, 60).token
+    expired = issue_playback_token(auth, video["id"], -10).token
+    access = issue_access_token(auth, user.id).token
+    for query, status in (
+        ("", 401),
+        ("?token=garbage", 401),
+        (f"?token={expired}", 401),
+        (f"?token={access}", 401),  # an access token is not a playback token
+        (f"?token={other}", 404),  # a token for another video
+    ):
+        for name in ("master", "240p"):
+            resp = await api.client.get(f"{base}/{name}.m3u8{query}")
+            assert resp.status == status, (name, query)
+            assert (await resp.json())["error"]["code"] in ("unauthorized", "not_found")
+    good = issue_playback_token(auth, video["id"], 60).token
+    resp = await api.client.get(f"{base}/999p.m3u8?token={good}")
+    assert resp.status == 404
+
+
+async def test_unfinished_video_has_no_playback(api: Api, user: User, clip: Path) -> None:
+    video_id = await uploaded_video(api, user, clip)
+    token = issue_playback_token(api.settings.auth, video_id, 60).token
+    resp = await api.client.get(f"/api/v1/videos/{video_id}/hls/master.m3u8?token={token}")
+    assert resp.status == 404
