@@ -167,6 +167,7 @@ async def run_process(
         start_new_session=True,
     )
     _limit_child(proc.pid)
+    log.info("process started", tool=tool, pid=proc.pid)
     result = ProcessResult(returncode=-1, elapsed=0.0)
     tail: deque[str] = deque(maxlen=20)
     assert proc.stderr is not None

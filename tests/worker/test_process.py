@@ -1,0 +1,306 @@
+"""The worker as a real process (``python -m transcode_service``): kill -9 mid-transcode,
+SIGTERM drain, a job that crashes every worker, two workers sharing a backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from shared.messages import TranscodeJob, TranscodeSucceeded
+from shared.settings import Settings
+from shared.topology import Topology, delete_topology
+from tests.media import make_video
+from tests.worker.conftest import (
+    EventListener,
+    Uploader,
+    new_video_id,
+    publish_job,
+    wait_dead_letters,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+LogRecord = dict[str, Any]
+
+
+class WorkerProcess:
+    """A worker subprocess whose JSON log lines are collected as they come."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.logs: list[LogRecord] = []
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, env: dict[str, str]) -> WorkerProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "transcode_service",
+            env=env,
+            cwd=REPO,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        worker = cls(proc)
+        await worker.wait_log(lambda r: r["event"] == "worker started")
+        return worker
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                record = {"event": "raw", "line": raw.decode(errors="replace")}
+            async with self._changed:
+                self.logs.append(record)
+                self._changed.notify_all()
+
+    def find(self, predicate: Callable[[LogRecord], bool]) -> list[LogRecord]:
+        return [r for r in self.logs if predicate(r)]
+
+    async def wait_log(
+        self, predicate: Callable[[LogRecord], bool], within: float = 60
+    ) -> LogRecord:
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: bool(self.find(predicate)) or self._reader.done())
+        found = self.find(predicate)
+        assert found, f"log not seen; last lines: {self.logs[-5:]}"
+        return found[0]
+
+    def child_pids(self) -> list[int]:
+        return [int(r["pid"]) for r in self.find(lambda r: r["event"] == "process started")]
+
+    async def wait(self, within: float = 60) -> int:
+        async with asyncio.timeout(within):
+            code = await self.proc.wait()
+            await self._reader
+        return code
+
+    async def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        await self.wait()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    with contextlib.suppress(FileNotFoundError):
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    return False
+
+
+@pytest.fixture
+async def spawn(settings_env: dict[str, str]) -> AsyncIterator[Callable[..., Any]]:
+    """Start worker processes; every one still running is killed at the end."""
+    started: list[WorkerProcess] = []
+
+    async def spawn(**overrides: str) -> WorkerProcess:
+        env = {
+            **settings_env,
+            "VIDEO_WORKER__HEALTH_PORT": "0",
+            "VIDEO_LOGGING__JSON_OUTPUT": "true",
+            "VIDEO_WORKER__RUNGS": "[240, 160]",
+            **overrides,
+        }
+        worker = await WorkerProcess.start(env)
+        started.append(worker)
+        return worker
+
+    yield spawn
+    for worker in started:
+        if worker.proc.returncode is None:
+            await worker.kill()
+        for pid in worker.child_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def eventually(condition: Callable[[], bool], within: float = 15) -> None:
+    for _ in range(int(within / 0.1)):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def ladder_started(record: LogRecord) -> bool:
+    return bool(record["event"] == "ffmpeg ladder started")
+
+
+def finished(outcome: str) -> Callable[[LogRecord], bool]:
+    return lambda r: r["event"] == "job finished" and r.get("outcome") == outcome
+
+
+async def new_job(upload_source: Uploader, tmp_path: Path, duration: float) -> TranscodeJob:
+    source = make_video(tmp_path / f"{uuid.uuid4()}.mp4", duration=duration)
+    return TranscodeJob(
+        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
+    )
+
+
+async def test_kill_9_mid_transcode_is_redelivered_and_completed_once(
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    spawn: Callable[..., Any],
+    upload_source: Uploader,
+    tmp_path: Path,
+    settings: Settings,
+) -> None:
+    job = await new_job(upload_source, tmp_path, duration=8)
+    async with EventListener(amqp, declared_topology) as events:
+        first = await spawn(VIDEO_WORKER__X264_PRESET="slow")
+        await publish_job(amqp, declared_topology, job)
+        await first.wait_log(ladder_started)
+        await first.kill()  # SIGKILL: no clean-up at all
+        # ffmpeg loses its parent's pipes and stops too (no orphan keeps encoding).
+        await eventually(lambda: not any(pid_alive(pid) for pid in first.child_pids()))
+        second = await spawn()
+        done = await events.wait_for(job.job_id, ("transcode_succeeded", "transcode_failed"))
+        await second.wait_log(finished("succeeded"))
+        await asyncio.sleep(1)  # a duplicate would show up now
+    assert isinstance(done, TranscodeSucceeded)
+    assert len(events.of(job.job_id, "transcode_succeeded")) == 1
+    assert not first.find(lambda r: r["event"] == "job finished")
+    # The crashed run's work directory was removed when the next worker started.
+    assert not (settings.worker.work_dir / str(first.proc.pid)).exists()
+
+
+async def test_sigterm_lets_a_running_job_finish(
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    spawn: Callable[..., Any],
+    upload_source: Uploader,
+    tmp_path: Path,
+) -> None:
+    job = await new_job(upload_source, tmp_path, duration=2)
+    async with EventListener(amqp, declared_topology) as events:
+        worker = await spawn(VIDEO_WORKER__SHUTDOWN_GRACE="60")
+        await publish_job(amqp, declared_topology, job)
+        await worker.wait_log(ladder_started)
+        worker.proc.send_signal(signal.SIGTERM)
+        assert await worker.wait() == 0
+        done = await events.wait_for(job.job_id, ("transcode_succeeded",), within=5)
+    assert isinstance(done, TranscodeSucceeded)
+    assert worker.find(finished("succeeded"))
+    assert worker.find(lambda r: r["event"] == "worker stopped")
+
+
+async def test_sigterm_after_grace_requeues_the_job(
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    spawn: Callable[..., Any],
+    upload_source: Uploader,
+    tmp_path: Path,
+    settings: Settings,
+) -> None:
+    job = await new_job(upload_source, tmp_path, duration=8)
+    async with EventListener(amqp, declared_topology) as events:
+        worker = await spawn(VIDEO_WORKER__SHUTDOWN_GRACE="0.5", VIDEO_WORKER__X264_PRESET="slow")
+        await publish_job(amqp, declared_topology, job)
+        await worker.wait_log(ladder_started)
+        worker.proc.send_signal(signal.SIGINT)
+        assert await worker.wait(within=20) == 0
+        assert worker.find(finished("interrupted"))
+        assert not any(pid_alive(pid) for pid in worker.child_pids())  # ffmpeg stopped
+        assert not (settings.worker.work_dir / str(worker.proc.pid)).exists()
+        assert not events.of(job.job_id, "transcode_failed")
+        # The unacked delivery went back to the queue: the next worker completes it.
+        second = await spawn()
+        done = await events.wait_for(job.job_id, ("transcode_succeeded", "transcode_failed"))
+        await second.wait_log(finished("succeeded"))
+    assert isinstance(done, TranscodeSucceeded)
+
+
+async def test_two_workers_share_a_backlog(
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    spawn: Callable[..., Any],
+    upload_source: Uploader,
+    tmp_path: Path,
+) -> None:
+    jobs = [await new_job(upload_source, tmp_path, duration=3) for _ in range(4)]
+    async with EventListener(amqp, declared_topology) as events:
+        workers = [await spawn(), await spawn()]
+        for job in jobs:
+            await publish_job(amqp, declared_topology, job)
+        for job in jobs:
+            done = await events.wait_for(job.job_id, ("transcode_succeeded", "transcode_failed"))
+            assert isinstance(done, TranscodeSucceeded)
+
+    def per_worker() -> list[int]:
+        return [len(w.find(finished("succeeded"))) for w in workers]
+
+    # The summary line is logged just after the ack, so it may trail the event.
+    await eventually(lambda: sum(per_worker()) == len(jobs))
+    assert all(n >= 1 for n in per_worker()), per_worker()
+
+
+async def test_job_that_crashes_every_worker_is_dead_lettered(
+    amqp: AbstractRobustConnection,
+    spawn: Callable[..., Any],
+    upload_source: Uploader,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    # An own topology with a low delivery limit, so the test needs few crashes.
+    rabbitmq = settings.rabbitmq.model_copy(
+        update={"prefix": f"{settings.rabbitmq.prefix}poison.", "delivery_limit": 2}
+    )
+    topology = Topology.from_settings(rabbitmq)
+    env = {
+        "VIDEO_RABBITMQ__PREFIX": rabbitmq.prefix,
+        "VIDEO_RABBITMQ__DELIVERY_LIMIT": "2",
+        "VIDEO_WORKER__X264_PRESET": "slow",
+    }
+    job = await new_job(upload_source, tmp_path, duration=8)
+    try:
+        crashes = 0
+        worker = await spawn(**env)  # declares the topology
+        await publish_job(amqp, topology, job)
+        dead: list[aio_pika.abc.AbstractIncomingMessage] = []
+        while not dead and crashes < 5:
+            try:
+                await worker.wait_log(ladder_started, within=10)
+            except (TimeoutError, AssertionError):
+                break  # no delivery any more: the broker dead-lettered it
+            await worker.kill()  # "crashes" mid-job, every time
+            crashes += 1
+            worker = await spawn(**env)
+            with contextlib.suppress(TimeoutError):
+                dead = await wait_dead_letters(
+                    amqp,
+                    topology,
+                    lambda m: json.loads(m.body).get("job_id") == str(job.job_id),
+                    within=1,
+                )
+        if not dead:
+            dead = await wait_dead_letters(
+                amqp, topology, lambda m: json.loads(m.body).get("job_id") == str(job.job_id)
+            )
+        [message] = dead
+        assert message.headers["x-death"][0]["reason"] == "delivery_limit"  # type: ignore[index,call-overload]
+        assert 2 <= crashes <= 3
+        assert not worker.find(ladder_started)  # the last worker never got it
+    finally:
+        channel = await amqp.channel()
+        await delete_topology(channel, topology)
+        await channel.close()
