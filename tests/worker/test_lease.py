@@ -1,0 +1,94 @@
+"""Long jobs: RabbitMQ closes a channel whose delivery stays unacked past consumer_timeout
+and redelivers the message. The lease (an exclusive queue per running job) and the result
+marker keep the job from being processed twice. The broker's timeout is lowered for the
+test (read when a channel opens) and restored afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from shared.messages import TranscodeJob, TranscodeSucceeded
+from shared.topology import Topology
+from tests.media import make_video
+from tests.worker.conftest import (
+    EventListener,
+    Uploader,
+    WorkerFactory,
+    metric_value,
+    new_video_id,
+    publish_job,
+)
+
+
+def _rabbit_env(key: str, value: str | None = None) -> str:
+    expr = (
+        f"application:set_env(rabbit, {key}, {value})."
+        if value is not None
+        else f"application:get_env(rabbit, {key})."
+    )
+    result = subprocess.run(
+        ["rabbitmqctl", "eval", expr], check=True, capture_output=True, text=True, timeout=60
+    )
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def short_consumer_timeout() -> Iterator[None]:
+    before = {k: _rabbit_env(k) for k in ("consumer_timeout", "channel_tick_interval")}
+    try:
+        _rabbit_env("consumer_timeout", "2000")
+        # The timeout is checked on the channel's tick (60 s by default).
+        _rabbit_env("channel_tick_interval", "500")
+        yield
+    finally:
+        for key, default in (("consumer_timeout", "1800000"), ("channel_tick_interval", "60000")):
+            old = before[key]
+            value = old[len("{ok,") : -1] if old.startswith("{ok,") else default
+            _rabbit_env(key, value)
+
+
+async def test_long_job_is_not_processed_twice_after_consumer_timeout(
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    start_worker: WorkerFactory,
+    upload_source: Uploader,
+    tmp_path: Path,
+    short_consumer_timeout: None,
+) -> None:
+    source = make_video(tmp_path / "in.mp4", width=854, height=480, duration=8)
+    job = TranscodeJob(
+        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
+    )
+    # Two workers (two connections): the redelivered copy may reach the one holding the
+    # lease (same connection: in-process check) or the other (RESOURCE_LOCKED).
+    workers = [await start_worker(rungs=[480, 360, 240]) for _ in range(2)]
+    async with EventListener(amqp, declared_topology) as events:
+        await publish_job(amqp, declared_topology, job)
+        done = await events.wait_for(job.job_id, ("transcode_succeeded", "transcode_failed"))
+        assert isinstance(done, TranscodeSucceeded)
+
+        async def total(name: str, **labels: str) -> float:
+            texts = [await w.metrics() for w in workers]
+            return sum(metric_value(t, name, **labels) for t in texts)
+
+        # The redelivered copy comes back round the delay queue and finds the result marker.
+        for _ in range(150):
+            if await total("video_worker_jobs_total", outcome="duplicate") >= 1:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            pytest.fail("the redelivered copy was never settled")
+        assert len(events.of(job.job_id, "transcode_succeeded")) == 1
+    # The broker really did time the delivery out and redeliver it while ffmpeg ran...
+    assert await total("video_worker_jobs_total", outcome="deferred") >= 1
+    # ...and the ladder still ran exactly once.
+    assert await total("video_worker_ffmpeg_ladder_runs_total") == 1
+    for worker in workers:
+        assert await worker.shutdown() == 0
