@@ -43,6 +43,7 @@ async def api(
     bucket: str,
     declared_topology: Topology,
     broker_proxy: TcpProxy,
+    amqp: AbstractRobustConnection,
 ) -> AsyncIterator[Api]:
     amqp_url = URL(settings.rabbitmq.url.get_secret_value())
     proxied = amqp_url.with_host("127.0.0.1").with_port(broker_proxy.port)
@@ -54,6 +55,13 @@ async def api(
     instance = await start_api(api_settings)
     yield instance
     await instance.client.close()
+    # No worker ran here: drop the jobs these tests queued so that a worker started by a
+    # later package of the same run does not pick them up.
+    channel = await amqp.channel()
+    for name in (declared_topology.cover_queue, declared_topology.transcode_queue):
+        queue = await channel.declare_queue(name, passive=True)
+        await queue.purge()
+    await channel.close()
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")

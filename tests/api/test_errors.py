@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
+from api_service.app import create_app
 from tests.api.proxy import TcpProxy
 from tests.api.support import Api, User, start_api, with_overrides
 
@@ -98,3 +101,22 @@ async def test_database_down_is_503(api: Api, user: User) -> None:
     finally:
         await isolated.client.close()
         await proxy.stop()
+
+
+async def test_unexpected_error_is_generic_500(api: Api) -> None:
+    app = create_app(api.settings, run_relay=False, run_consumers=False)
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    app.router.add_get("/boom", boom)
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        resp = await client.get("/boom")
+        assert resp.status == 500
+        text = await resp.text()
+        _assert_error(await resp.json(), "internal_error")
+        assert "secret internals" not in text and "RuntimeError" not in text
+    finally:
+        await client.close()

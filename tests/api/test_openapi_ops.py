@@ -11,7 +11,11 @@ from pathlib import Path
 
 import aiohttp
 from openapi_spec_validator import validate
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.api.helpers import rows
 from tests.api.proxy import free_port
 from tests.api.support import Api
 
@@ -151,3 +155,35 @@ async def test_process_serves_and_shuts_down_gracefully(
     access = [line for line in stderr.decode().splitlines() if '"request"' in line]
     assert any(request_id in line and "/healthz" in line for line in access)
     assert "Traceback" not in stderr.decode()
+
+
+async def test_migrate_command_creates_and_upgrades(
+    settings_env: dict[str, str], db: AsyncEngine
+) -> None:
+    url = make_url(settings_env["VIDEO_DATABASE__URL"])
+    name = f"{url.database}_migrate"
+    env = {
+        **settings_env,
+        "VIDEO_DATABASE__URL": url.set(database=name).render_as_string(hide_password=False),
+    }
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "api_service.migrate",
+            env=env,
+            cwd=str(REPO),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, stderr.decode()[-2000:]
+        tables = await rows(
+            db,
+            "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = :s",
+            s=name,
+        )
+        assert {r["t"] for r in tables} >= {"users", "videos", "video_sources", "outbox"}
+    finally:
+        async with db.begin() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api_service.context import OUTBOX_WAKE, TOPOLOGY
+from shared.messages import CoverJob
 from tests.api.helpers import eventually, rows, uploaded_video
 from tests.api.proxy import TcpProxy
-from tests.api.support import Api, JobTap, User
+from tests.api.support import Api, JobTap, User, start_api
 
 
 async def _outbox(db: AsyncEngine, video_id: int) -> list[dict[str, Any]]:
@@ -53,3 +57,55 @@ async def test_jobs_wait_in_outbox_while_broker_down(
     sent = await _outbox(db, video_id)
     assert all(r["sent_at"] is not None and r["last_error"] is None for r in sent)
     await eventually(lambda: _ready_status(api), lambda s: s == 200, within=15)
+
+
+async def test_replicas_never_publish_a_row_twice(
+    api: Api, db: AsyncEngine, job_tap: JobTap
+) -> None:
+    """Three relays (the main app and two more replicas) race over the same backlog."""
+    replicas = [
+        await start_api(api.settings, run_relay=True, run_consumers=False) for _ in range(2)
+    ]
+    try:
+        base = 10**12 + int(uuid.uuid4().int % 10**6) * 1000
+        jobs = [
+            CoverJob(video_id=base + i, job_id=uuid.uuid4(), source_key=f"raw/{base + i}/x.mp4")
+            for i in range(120)
+        ]
+        async with db.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO outbox (message_id, video_id, exchange, routing_key, body,"
+                    " created_at, attempts) VALUES (:m, :v, :e, 'cover', :b, NOW(6), 0)"
+                ),
+                [
+                    {
+                        "m": str(j.job_id),
+                        "v": j.video_id,
+                        "e": api.app[TOPOLOGY].jobs_exchange,
+                        "b": j.to_json().decode(),
+                    }
+                    for j in jobs
+                ],
+            )
+        for replica in replicas:
+            replica.app[OUTBOX_WAKE].set()
+        wanted = {str(j.job_id) for j in jobs}
+
+        async def seen() -> list[str]:
+            return [t.message_id or "" for t in await job_tap.drain() if t.message_id in wanted]
+
+        published = await eventually(seen, lambda ids: len(set(ids)) == len(wanted), 20)
+        await asyncio.sleep(1.0)  # a duplicate would arrive by now
+        published = await seen()
+        assert sorted(published) == sorted(wanted)  # each exactly once
+        sent = await rows(
+            db,
+            "SELECT attempts FROM outbox WHERE video_id >= :lo AND video_id < :hi",
+            lo=base,
+            hi=base + 1000,
+        )
+        assert len(sent) == 120 and all(r["attempts"] == 1 for r in sent)
+    finally:
+        for replica in replicas:
+            await replica.client.close()
