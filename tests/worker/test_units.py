@@ -1,0 +1,297 @@
+"""Pure parts of the worker, without services: ladder maths, ffmpeg argument lists, progress
+parsing, probe validation rules, work directories."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.settings import WorkerSettings
+from transcode_service.cover import cover_args, cover_size
+from transcode_service.errors import PermanentError, RetryableError
+from transcode_service.ffmpeg import ProcessResult, check_result, parse_progress_block
+from transcode_service.ladder import (
+    Rung,
+    Variant,
+    build_ladder_args,
+    build_master_playlist,
+    even,
+    h264_level,
+    measure_playlist,
+    plan_ladder,
+)
+from transcode_service.probe import MediaInfo, probe_args, validate
+from transcode_service.storage import cache_control, content_type
+from transcode_service.workdir import clean_stale, job_workdir
+
+SETTINGS = WorkerSettings()
+
+
+def info(
+    width: int = 1920,
+    height: int = 1080,
+    *,
+    rotation: int = 0,
+    sar: Fraction = Fraction(1),
+    fps: float = 25.0,
+    audio: bool = True,
+    duration: float = 10.0,
+) -> MediaInfo:
+    return MediaInfo(
+        format_name="mov,mp4,m4a,3gp,3g2,mj2",
+        demuxer="mov",
+        duration=duration,
+        width=width,
+        height=height,
+        sample_aspect_ratio=sar,
+        rotation=rotation,
+        fps=fps,
+        video_codec="h264",
+        has_audio=audio,
+        stream_count=2 if audio else 1,
+    )
+
+
+def sizes(rungs: list[Rung]) -> list[tuple[str, int, int]]:
+    return [(r.quality, r.width, r.height) for r in rungs]
+
+
+# --------------------------------------------------------------------------- ladder
+
+
+def test_full_ladder_for_1080p() -> None:
+    assert sizes(plan_ladder(info(), SETTINGS)) == [
+        ("1080p", 1920, 1080),
+        ("720p", 1280, 720),
+        ("480p", 854, 480),
+        ("360p", 640, 360),
+        ("240p", 426, 240),
+    ]
+
+
+def test_no_upscale_and_rungs_only_at_or_below_source() -> None:
+    assert [r.quality for r in plan_ladder(info(854, 480), SETTINGS)] == ["480p", "360p", "240p"]
+    assert [r.quality for r in plan_ladder(info(1000, 700), SETTINGS)] == ["480p", "360p", "240p"]
+
+
+def test_tiny_source_gets_one_rung_at_its_own_even_size() -> None:
+    assert sizes(plan_ladder(info(177, 101), SETTINGS)) == [("100p", 176, 100)]
+
+
+def test_portrait_and_rotation() -> None:
+    portrait = sizes(plan_ladder(info(1080, 1920), SETTINGS))
+    assert portrait[0] == ("1080p", 1080, 1920)
+    rotated = sizes(plan_ladder(info(1920, 1080, rotation=90), SETTINGS))
+    assert rotated == portrait
+
+
+def test_anamorphic_source_uses_display_aspect_ratio() -> None:
+    # DVD PAL widescreen: 720x576 stored, SAR 64:45 → 16:9 on screen.
+    rungs = plan_ladder(info(720, 576, sar=Fraction(64, 45)), SETTINGS)
+    assert sizes(rungs)[0] == ("480p", 854, 480)
+    assert all(r.width % 2 == 0 and r.height % 2 == 0 for r in rungs)
+
+
+@pytest.mark.parametrize("value", [1, 2.9, 101, 427.0, Fraction(1001, 3)])
+def test_even(value: float) -> None:
+    result = even(value)
+    assert result % 2 == 0 and result >= 2 and abs(result - value) <= 1.5
+
+
+def test_bitrate_caps_and_levels_grow_with_size() -> None:
+    rungs = plan_ladder(info(), SETTINGS)
+    caps = [r.maxrate_kbps for r in rungs]
+    assert caps == sorted(caps, reverse=True)
+    assert 4000 < caps[0] < 6500
+    assert h264_level(1920, 1080, 30) == 40
+    assert h264_level(1920, 1080, 60) == 42
+    assert h264_level(426, 240, 30) == 30
+    assert rungs[0].codecs == "avc1.640028"
+
+
+def test_ladder_args_are_hardened_and_aligned() -> None:
+    source = info(1920, 1080, fps=120)
+    rungs = plan_ladder(source, SETTINGS)
+    args = build_ladder_args(Path("/w/source"), source, rungs, Path("/w/out"), SETTINGS)
+    joined = " ".join(args)
+    assert args[0] == "ffmpeg" and "-nostdin" in args
+    assert "-protocol_whitelist file,pipe -f mov -i /w/source" in joined
+    assert args.count("-i") == 1  # one process, one decode
+    graph = args[args.index("-filter_complex") + 1]
+    assert graph.startswith("[0:v:0]fps=60,split=5[s0][s1][s2][s3][s4]")
+    assert "[s4]scale=426:240,setsar=1,format=yuv420p[v4]" in graph
+    for flag in ("-sn", "-dn", "-sc_threshold", "-hls_segment_filename"):
+        assert args.count(flag) == len(rungs), flag
+    assert args.count("-map_metadata") == len(rungs)
+    assert args.count("0:a:0") == len(rungs)
+    assert "-force_key_frames expr:gte(t,n_forced*6)" in joined
+    assert "-g 360 -keyint_min 360" in joined  # 60 fps x 6 s
+    assert "/w/out/hls_720p/720p_%05d.ts /w/out/hls_720p/720p.m3u8" in joined
+    assert "-progress pipe:1" in joined
+
+
+def test_ladder_without_audio_maps_no_audio() -> None:
+    source = info(audio=False)
+    args = build_ladder_args(Path("s"), source, plan_ladder(source, SETTINGS), Path("o"), SETTINGS)
+    assert "0:a:0" not in args and "aac" not in args
+    assert "fps=" not in args[args.index("-filter_complex") + 1]  # 25 fps kept
+
+
+def test_master_playlist() -> None:
+    rungs = plan_ladder(info(1280, 720), SETTINGS)[:2]
+    text = build_master_playlist(
+        [
+            Variant(r, 1000 * (i + 1), 900, f"{r.dirname}/{r.playlist_name}")
+            for i, r in enumerate(rungs)
+        ],
+        has_audio=True,
+        fps=25,
+    )
+    lines = text.splitlines()
+    assert lines[0] == "#EXTM3U"
+    assert (
+        "BANDWIDTH=1000,AVERAGE-BANDWIDTH=900,RESOLUTION=1280x720,FRAME-RATE=25.000,"
+        'CODECS="avc1.64001f,mp4a.40.2"' in lines[3]
+    )
+    assert lines[4] == "hls_720p/720p.m3u8"
+
+
+def test_measure_playlist(tmp_path: Path) -> None:
+    (tmp_path / "a_00000.ts").write_bytes(b"x" * 6000)  # 48 kbit over 6 s = 8 kb/s
+    (tmp_path / "a_00001.ts").write_bytes(b"x" * 1500)  # 12 kbit over 1 s = 12 kb/s
+    (tmp_path / "a_00002.ts").write_bytes(b"x" * 100)  # a short tail is not the peak
+    playlist = tmp_path / "a.m3u8"
+    playlist.write_text(
+        "#EXTM3U\n#EXTINF:6.0,\na_00000.ts\n#EXTINF:1.0,\na_00001.ts\n"
+        "#EXTINF:0.04,\na_00002.ts\n#EXT-X-ENDLIST\n"
+    )
+    peak, average, segments = measure_playlist(playlist)
+    assert peak == 12000
+    assert average == pytest.approx(7600 * 8 / 7.04, abs=1)
+    assert [s.name for s in segments] == ["a_00000.ts", "a_00001.ts", "a_00002.ts"]
+
+
+# --------------------------------------------------------------------------- cover
+
+
+def test_cover_size_and_args() -> None:
+    assert cover_size(info(3840, 2160), 1280) == (1280, 720)
+    assert cover_size(info(320, 240), 1280) == (320, 240)
+    assert cover_size(info(1920, 1080, rotation=270), 1280) == (1080, 1920)
+    args = cover_args(Path("s"), info(), Path("c.jpg"), SETTINGS, seek=1.0)
+    joined = " ".join(args)
+    assert "-protocol_whitelist file,pipe -ss 1.000 -f mov -i s" in joined
+    assert "-map 0:v:0 -an -sn -dn" in joined and "thumbnail=25" in joined
+
+
+# --------------------------------------------------------------------------- ffmpeg runner
+
+
+def test_progress_block_parsing() -> None:
+    block = {"out_time_us": "2500000", "speed": "1.75x", "progress": "continue"}
+    progress = parse_progress_block(block)
+    assert progress.out_time == 2.5 and progress.speed == 1.75 and not progress.done
+    ended = parse_progress_block({"out_time_us": "N/A", "speed": "N/A", "progress": "end"})
+    assert ended.out_time == 0 and ended.speed is None and ended.done
+
+
+def test_check_result_classifies_failures() -> None:
+    check_result(ProcessResult(returncode=0, elapsed=1), "x")
+    with pytest.raises(PermanentError, match="Invalid data"):
+        check_result(ProcessResult(1, 1, stderr_tail=["x: Invalid data found"]), "decoding")
+    with pytest.raises(RetryableError, match="signal 9"):
+        check_result(ProcessResult(-9, 1), "decoding")
+    with pytest.raises(RetryableError, match="space"):
+        check_result(ProcessResult(1, 1, stderr_tail=["No space left on device"]), "writing")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def probed(**overrides: Any) -> dict[str, Any]:
+    video = {
+        "codec_type": "video", "codec_name": "h264", "width": 1920, "height": 1080,
+        "avg_frame_rate": "30000/1001", "sample_aspect_ratio": "1:1",
+    }  # fmt: skip
+    data: dict[str, Any] = {
+        "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "12.5"},
+        "streams": [video, {"codec_type": "audio", "codec_name": "aac"}],
+    }
+    for key, value in overrides.items():
+        if key == "format":
+            data["format"].update(value)
+        else:
+            video.update({key: value})
+    return data
+
+
+def test_validate_accepts_a_normal_video() -> None:
+    result = validate(probed(), SETTINGS)
+    assert result.demuxer == "mov" and result.has_audio and result.duration == 12.5
+    assert result.fps == pytest.approx(29.97, abs=0.01)
+    assert validate(probed(side_data_list=[{"rotation": -90}]), SETTINGS).rotation == 270
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"format": {"format_name": "hls"}}, "unsupported file format 'hls'"),
+        ({"format": {"format_name": "concat"}}, "unsupported file format"),
+        ({"format": {"format_name": "tty"}}, "unsupported file format"),
+        ({"width": 7681}, "at most 7680x4320"),
+        ({"height": 4321}, "at most 7680x4320"),
+        ({"format": {"duration": str(6 * 3600 + 1)}}, "at most 6.0 h"),
+        ({"format": {"duration": "N/A"}, "duration": None}, "duration could not be determined"),
+        ({"codec_name": "gif"}, "unsupported video codec 'gif'"),
+        ({"width": 0}, "no picture size"),
+        ({"codec_type": "audio"}, "no video stream"),
+    ],
+)
+def test_validate_rejects(overrides: dict[str, Any], reason: str) -> None:
+    with pytest.raises(PermanentError, match=reason):
+        validate(probed(**overrides), SETTINGS)
+
+
+def test_validate_rejects_too_many_streams_and_cover_art_only() -> None:
+    data = probed()
+    data["streams"] += [{"codec_type": "audio", "codec_name": "aac"}] * 15
+    with pytest.raises(PermanentError, match="17 streams; at most 16"):
+        validate(data, SETTINGS)
+    art = probed(disposition={"attached_pic": 1}, codec_name="mjpeg")
+    with pytest.raises(PermanentError, match="no video stream"):
+        validate(art, SETTINGS)
+
+
+def test_probe_args_are_hardened() -> None:
+    joined = " ".join(probe_args(Path("/w/source")))
+    assert "-protocol_whitelist file,pipe" in joined
+    assert "-format_whitelist avi,flv,matroska,mov,mpeg,mpegts,ogg" in joined
+
+
+def test_content_types_and_cache_headers() -> None:
+    assert content_type("a/b/720p.m3u8") == "application/vnd.apple.mpegurl"
+    assert content_type("a/b/720p_00001.ts") == "video/mp2t"
+    assert content_type("a/cover.jpg") == "image/jpeg"
+    assert "immutable" in cache_control("x.ts") and "immutable" not in cache_control("x.m3u8")
+
+
+# --------------------------------------------------------------------------- work dirs
+
+
+def test_workdir_removed_on_error_and_stale_ones_cleaned(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), job_workdir(tmp_path, "cover", "j1") as path:
+        (path / "file").write_text("x")
+        raise RuntimeError
+    assert not path.exists()
+    dead = tmp_path / "999999999"  # no such pid
+    (dead / "transcode-j2").mkdir(parents=True)
+    alive = tmp_path / "1"  # pid 1 always exists: another live worker's directory
+    alive.mkdir()
+    mine = tmp_path / str(os.getpid())  # left by an earlier process with our pid
+    (mine / "cover-j3").mkdir(parents=True)
+    clean_stale(tmp_path)
+    assert not dead.exists() and not mine.exists() and alive.exists()
