@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import structlog
+from aio_pika.abc import AbstractRobustConnection
+from aio_pika.exceptions import AMQPError
 from aiohttp import web
 
 from api_service.context import (
@@ -35,6 +37,8 @@ from shared.topology import Topology, declare_topology
 
 log = structlog.get_logger(__name__)
 
+BROKER_STARTUP_WAIT = 30.0
+
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = make_engine(app[SETTINGS].database)
@@ -50,8 +54,22 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _connect_broker(url: str) -> AbstractRobustConnection:
+    # The broker may come up after us (docker compose); wait a little before giving up.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BROKER_STARTUP_WAIT
+    while True:
+        try:
+            return await aio_pika.connect_robust(url)
+        except (OSError, AMQPError) as exc:
+            if loop.time() >= deadline:
+                raise
+            log.warning("broker not reachable yet, retrying", error=repr(exc))
+            await asyncio.sleep(1.0)
+
+
 async def _broker(app: web.Application) -> AsyncIterator[None]:
-    connection = await aio_pika.connect_robust(app[SETTINGS].rabbitmq.url.get_secret_value())
+    connection = await _connect_broker(app[SETTINGS].rabbitmq.url.get_secret_value())
     app[AMQP] = connection
     try:
         channel = await connection.channel()

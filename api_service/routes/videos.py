@@ -176,21 +176,23 @@ async def complete_upload(request: web.Request) -> web.Response:
             )
         )
         assert isinstance(result, CursorResult)
-        if result.rowcount != 1:
-            await session.rollback()
-            current = await session.scalar(select(Video.status).where(Video.id == video.id))
-            state = current.value if current else "deleted"
-            raise ApiError(409, "invalid_status", f"video is {state}, not uploading")
-        session.add_all(
-            OutboxMessage(
-                message_id=str(job.job_id),
-                video_id=video.id,
-                exchange=topology.jobs_exchange,
-                routing_key=job_routing_key(job.kind),
-                body=job.to_json().decode(),
+        won = result.rowcount == 1
+        if won:
+            session.add_all(
+                OutboxMessage(
+                    message_id=str(job.job_id),
+                    video_id=video.id,
+                    exchange=topology.jobs_exchange,
+                    routing_key=job_routing_key(job.kind),
+                    body=job.to_json().decode(),
+                )
+                for job in jobs
             )
-            for job in jobs
-        )
+    if not won:
+        async with sessions() as session:
+            current = await session.scalar(select(Video.status).where(Video.id == video.id))
+        state = current.value if current else "deleted"
+        raise ApiError(409, "invalid_status", f"video is {state}, not uploading")
     request.app[OUTBOX_WAKE].set()
     log.info("upload completed", size=info.size, jobs=[str(j.job_id) for j in jobs])
     response = CompleteUploadResponse(video_id=video.id, status=VideoStatus.TRANSCODING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -211,3 +212,17 @@ async def test_uploaded_video_helper(api: Api, user: User, clip: Path) -> None:
     body = await resp.json()
     assert body["status"] == "transcoding"
     assert body["sources"] == [] and body["playback_url"] is None
+
+
+async def test_racing_completes_queue_one_set_of_jobs(
+    api: Api, user: User, db: AsyncEngine, clip: Path
+) -> None:
+    init = await initiate(api, user, clip.name)
+    await upload(clip, init["upload_url"])
+    results = await asyncio.gather(*(complete(api, user, init["video_id"]) for _ in range(6)))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [202, 409, 409, 409, 409, 409]
+    outbox = await rows(
+        db, "SELECT routing_key FROM outbox WHERE video_id = :id", id=init["video_id"]
+    )
+    assert sorted(r["routing_key"] for r in outbox) == ["cover", "transcode"]
