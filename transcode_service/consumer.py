@@ -197,10 +197,10 @@ class JobConsumer:
                 log.warning("job failed, transient", attempt=attempt, error=reason, exc_info=True)
                 outcome = await self._retry_or_give_up(message, job, attempt, reason)
                 return
-            await self._publisher.publish_event(result)
-            await self._markers.put(job.video_id, job_id, result.model_dump(mode="json"))
+            # The work is done: a shutdown arriving now must not throw it away, and these
+            # steps take milliseconds, so they run to the end even if we are cancelled.
+            await asyncio.shield(self._complete(message, job, result))
             outcome = "succeeded"
-            await self._settle(message.ack())
         except asyncio.CancelledError:
             outcome = "interrupted"
             raise
@@ -226,6 +226,11 @@ class JobConsumer:
                 speed=timings.speed,
                 source_size=timings.source_size,
             )
+
+    async def _complete(self, message: AbstractIncomingMessage, job: Job, result: Result) -> None:
+        await self._publisher.publish_event(result)
+        await self._markers.put(job.video_id, str(job.job_id), result.model_dump(mode="json"))
+        await self._settle(message.ack())
 
     async def _retry_or_give_up(
         self, message: AbstractIncomingMessage, job: Job, attempt: int, reason: str

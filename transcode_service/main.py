@@ -184,4 +184,11 @@ def main() -> None:
         print(exc, file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.logging.level, settings.logging.json_output)
-    sys.exit(asyncio.run(run(settings)))
+    try:
+        code = asyncio.run(run(settings))
+    except Exception:
+        # e.g. the broker or S3 unreachable at start-up: one structured line, non-zero exit
+        # (the orchestrator restarts the process).
+        log.exception("worker failed")
+        code = 1
+    sys.exit(code)

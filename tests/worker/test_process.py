@@ -304,3 +304,19 @@ async def test_job_that_crashes_every_worker_is_dead_lettered(
         channel = await amqp.channel()
         await delete_topology(channel, topology)
         await channel.close()
+
+
+async def test_bad_setting_exits_2_with_one_line(settings_env: dict[str, str]) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "transcode_service",
+        env={**settings_env, "VIDEO_WORKER__COVER_CONCURRENCY": "0"},
+        cwd=REPO,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "worker.cover_concurrency" in lines[0]

@@ -295,3 +295,31 @@ def test_workdir_removed_on_error_and_stale_ones_cleaned(tmp_path: Path) -> None
     (mine / "cover-j3").mkdir(parents=True)
     clean_stale(tmp_path)
     assert not dead.exists() and not mine.exists() and alive.exists()
+
+
+# --------------------------------------------------------------------------- health server
+
+
+async def test_health_endpoints() -> None:
+    import aiohttp
+
+    from transcode_service.health import create_app, health_server
+    from transcode_service.metrics import Metrics
+
+    ready = False
+    metrics = Metrics()
+    metrics.jobs.labels(kind="cover", outcome="succeeded").inc()
+    async with (
+        health_server(create_app(metrics, lambda: ready), "127.0.0.1", 0) as port,
+        aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session,
+    ):
+        async with session.get("/healthz") as response:
+            assert response.status == 200
+        async with session.get("/readyz") as response:
+            assert response.status == 503
+        ready = True
+        async with session.get("/readyz") as response:
+            assert response.status == 200
+        async with session.get("/metrics") as response:
+            text = await response.text()
+            assert 'video_worker_jobs_total{kind="cover",outcome="succeeded"} 1.0' in text
