@@ -27,6 +27,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api_service.db.models import Video, VideoSource
+from api_service.http.errors import is_database_unavailable
 from api_service.metrics import Metrics
 from api_service.storage import Storage
 from shared.keys import processed_prefix, video_prefixes
@@ -201,6 +202,7 @@ class EventConsumer:
         self._channel: AbstractChannel | None = None
         self._consumers: list[tuple[AbstractQueue, ConsumerTag]] = []
         self._in_flight = 0
+        self._handlers: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -222,8 +224,13 @@ class EventConsumer:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
         self._consumers = []
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            # Still retrying (database down): give up; the unacked messages are redelivered.
+            for task in list(self._handlers):
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
         if self._channel is not None:
             with contextlib.suppress(Exception):
                 await self._channel.close()
@@ -234,9 +241,13 @@ class EventConsumer:
         async def run(message: AbstractIncomingMessage) -> None:
             self._in_flight += 1
             self._idle.clear()
+            task = asyncio.current_task()
+            if task is not None:
+                self._handlers.add(task)
             try:
                 await handler(message)
             finally:
+                self._handlers.discard(task)
                 self._in_flight -= 1
                 if self._in_flight == 0:
                     self._idle.set()
@@ -246,7 +257,10 @@ class EventConsumer:
     async def _with_retry(
         self, message: AbstractIncomingMessage, work: Callable[[], Awaitable[None]]
     ) -> None:
-        """Run ``work`` then ack; while it fails (database down) retry, finally requeue."""
+        """Run ``work`` then ack. While the database is unreachable the message is held and
+        retried for as long as it takes (a requeue would count towards the queue's delivery
+        limit and eventually dead-letter a perfectly good event). Any other error is retried
+        briefly, then requeued, so a poison message ends in the dead-letter queue."""
         delay = 0.5
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RETRY_FOR_SECONDS
@@ -258,8 +272,9 @@ class EventConsumer:
                     await message.nack(requeue=True)
                 raise
             except Exception as exc:
-                if loop.time() >= deadline:
-                    log.error("giving up on message for now, requeueing", error=repr(exc))
+                transient = is_database_unavailable(exc)
+                if not transient and loop.time() >= deadline:
+                    log.error("could not apply message, requeueing", error=repr(exc))
                     await message.nack(requeue=True)
                     return
                 log.warning("applying message failed, retrying", error=repr(exc))
