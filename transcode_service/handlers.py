@@ -20,7 +20,7 @@ from shared.settings import WorkerSettings
 from transcode_service import storage
 from transcode_service.cover import extract_cover
 from transcode_service.errors import PermanentError
-from transcode_service.ffmpeg import Progress, check_result, run_process
+from transcode_service.ffmpeg import ProcessResult, Progress, check_result, run_process
 from transcode_service.ladder import (
     Variant,
     build_ladder_args,
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 PercentCallback = Callable[[float], Awaitable[None]]
+# Fraction of the announced duration that must come out of ffmpeg (container durations are
+# not exact, e.g. audio a little longer than video).
+TRUNCATION_RATIO = 0.8
 
 
 @dataclass
@@ -121,6 +124,17 @@ def ladder_timeout(info: MediaInfo, settings: WorkerSettings) -> float:
     return settings.ffmpeg_timeout_base + settings.ffmpeg_timeout_factor * info.duration
 
 
+def check_complete(result: ProcessResult, info: MediaInfo) -> None:
+    """ffmpeg exits 0 on a truncated file whose index is intact (moov at the front), having
+    encoded what it could; a stream much shorter than announced is a damaged upload."""
+    decoded = result.last_progress.out_time if result.last_progress else 0.0
+    if decoded < info.duration * TRUNCATION_RATIO - 1.0:
+        raise PermanentError(
+            f"the video is damaged or truncated: only {decoded:.1f} s of "
+            f"{info.duration:.1f} s could be decoded"
+        )
+
+
 async def handle_transcode(
     job: TranscodeJob,
     deps: Deps,
@@ -155,6 +169,7 @@ async def handle_transcode(
                 on_progress=progress,
             )
         check_result(result, "transcoding")
+        check_complete(result, info)
         elapsed = max(result.elapsed, 1e-3)
         timings.speed = round(info.duration / elapsed, 3)
         deps.metrics.ffmpeg_speed.labels(kind=job.kind).observe(timings.speed)

@@ -95,8 +95,11 @@ async def test_bad_inputs_fail_once_with_reason(
     text = await worker.metrics()
     assert metric_value(text, "video_worker_retries_total") == 0
     assert metric_value(text, "video_worker_jobs_total", outcome="failed") == len(BAD_INPUTS)
-    # Exactly one failed event each: no retry loop.
-    assert all(len(events.of(job.job_id)) == 1 for job in jobs.values())
+    # Exactly one outcome event each (progress aside): no retry loop.
+    for job in jobs.values():
+        assert [e.type for e in events.of(job.job_id) if e.type != "progress"] == [
+            "transcode_failed"
+        ]
 
 
 @pytest.mark.parametrize(

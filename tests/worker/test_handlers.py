@@ -289,6 +289,17 @@ def _truncated(tmp_path: Path) -> Path:
     return path
 
 
+def _truncated_faststart(tmp_path: Path) -> Path:
+    """Index at the front, so it probes fine; two thirds of the media data missing."""
+    whole = make_video(
+        tmp_path / "whole.mp4", duration=6, extra_output_args=["-movflags", "+faststart"]
+    )
+    data = whole.read_bytes()
+    path = tmp_path / "truncated_faststart.mp4"
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
 def _hls_renamed(tmp_path: Path) -> Path:
     path = tmp_path / "playlist.mp4"
     path.write_text(
@@ -354,6 +365,7 @@ BAD_INPUTS = {
     "text": (_text, "not a readable video"),
     "empty": (_empty, "empty"),
     "truncated": (_truncated, "not a readable video"),
+    "truncated_faststart": (_truncated_faststart, "damaged or truncated"),
     "audio_only": (_audio_only, "no video stream"),
     "hls_renamed": (_hls_renamed, "not a readable video"),
     "huge_header": (_huge_header, "at most 7680x4320"),
