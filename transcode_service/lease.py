@@ -15,6 +15,7 @@ does the same job.
 from __future__ import annotations
 
 import aiormq
+import aiormq.abc
 import structlog
 from aio_pika.abc import AbstractConnection
 
@@ -36,9 +37,9 @@ class LeaseManager:
         if name in self._held:
             return False
         # A short-lived channel: a refused exclusive declaration closes the channel.
-        channel = await self._connection.channel(publisher_confirms=False)
+        channel = await self._raw_channel()
         try:
-            await channel.declare_queue(
+            await channel.queue_declare(
                 name,
                 exclusive=True,
                 auto_delete=True,
@@ -54,13 +55,22 @@ class LeaseManager:
         self._held.add(name)
         return True
 
+    async def _raw_channel(self) -> aiormq.abc.AbstractChannel:
+        # A plain aiormq channel, not an aio-pika robust one: a robust channel closed by
+        # the broker (RESOURCE_LOCKED) reopens itself, leaking one channel per refusal,
+        # and would re-declare the lease after a reconnection.
+        transport = self._connection.transport
+        if transport is None:
+            raise ConnectionError("not connected to the broker")
+        return await transport.connection.channel()
+
     async def release(self, kind: str, job_id: str) -> None:
         name = self.name(kind, job_id)
         if name not in self._held:
             return
         self._held.discard(name)
         try:
-            channel = await self._connection.channel(publisher_confirms=False)
+            channel = await self._raw_channel()
             try:
                 await channel.queue_delete(name)
             finally:

@@ -11,10 +11,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from shared.messages import TranscodeJob, TranscodeSucceeded
+from shared.settings import Settings
 from shared.topology import Topology
 from tests.media import make_video
 from tests.worker.conftest import (
@@ -25,6 +27,14 @@ from tests.worker.conftest import (
     new_video_id,
     publish_job,
 )
+from transcode_service.lease import LeaseManager
+
+
+def _rabbitmqctl(*args: str) -> str:
+    result = subprocess.run(
+        ["rabbitmqctl", *args], check=True, capture_output=True, text=True, timeout=60
+    )
+    return result.stdout
 
 
 def _rabbit_env(key: str, value: str | None = None) -> str:
@@ -92,3 +102,44 @@ async def test_long_job_is_not_processed_twice_after_consumer_timeout(
     assert await total("video_worker_ffmpeg_ladder_runs_total") == 1
     for worker in workers:
         assert await worker.shutdown() == 0
+
+
+async def test_lease_is_exclusive_and_refusals_leak_no_channels(settings: Settings) -> None:
+    url = settings.rabbitmq.url.get_secret_value()
+    name_b = f"lease-test-{uuid.uuid4()}"
+    a = await aio_pika.connect_robust(url)
+    b = await aio_pika.connect_robust(url, client_properties={"connection_name": name_b})
+    try:
+        holder = LeaseManager(a, settings.rabbitmq.prefix)
+        other = LeaseManager(b, settings.rabbitmq.prefix)
+        assert await holder.acquire("transcode", "job-1")
+        assert not await holder.acquire("transcode", "job-1")  # same process: in-memory
+        for _ in range(5):
+            assert not await other.acquire("transcode", "job-1")
+        assert await other.acquire("transcode", "job-2")  # other jobs are independent
+        await other.release("transcode", "job-2")
+        await asyncio.sleep(0.5)  # a robust channel would be reopening now
+        listing = _rabbitmqctl("list_connections", "client_properties", "channels", "-q")
+        [line] = [row for row in listing.splitlines() if name_b in row]
+        assert line.split()[-1] == "0", line
+        await holder.release("transcode", "job-1")
+        assert await other.acquire("transcode", "job-1")
+        await other.release("transcode", "job-1")
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_crash_releases_the_lease(settings: Settings) -> None:
+    url = settings.rabbitmq.url.get_secret_value()
+    a = await aio_pika.connect_robust(url)
+    b = await aio_pika.connect_robust(url)
+    try:
+        assert await LeaseManager(a, settings.rabbitmq.prefix).acquire("cover", "job-3")
+        other = LeaseManager(b, settings.rabbitmq.prefix)
+        assert not await other.acquire("cover", "job-3")
+        await a.close()  # the process holding it is gone
+        assert await other.acquire("cover", "job-3")
+        await other.release("cover", "job-3")
+    finally:
+        await b.close()
