@@ -218,6 +218,16 @@ class RunningWorker:
         ):
             return await response.text()
 
+    async def settled_metrics(self) -> str:
+        """/metrics once no job is in flight: a job's counters are updated just after its
+        event is published and its delivery settled, so they may trail the event."""
+        for _ in range(100):
+            text = await self.metrics()
+            if metric_value(text, "video_worker_jobs_in_flight") == 0:
+                return text
+            await asyncio.sleep(0.1)
+        raise AssertionError("jobs still in flight")
+
     async def shutdown(self) -> int:
         self.stop.set()
         return await asyncio.wait_for(self.task, 60)

@@ -62,7 +62,7 @@ async def test_cover_and_transcode_jobs_end_in_events(
         for path in ("/healthz", "/readyz"):
             async with session.get(f"http://127.0.0.1:{worker.port}{path}") as response:
                 assert response.status == 200, path
-    text = await worker.metrics()
+    text = await worker.settled_metrics()
     assert metric_value(text, "video_worker_jobs_total", kind="cover", outcome="succeeded") == 1
     assert metric_value(text, "video_worker_jobs_total", kind="transcode", outcome="succeeded") == 1
     assert metric_value(text, "video_worker_ffmpeg_speed_ratio_count", kind="transcode") == 1
@@ -92,7 +92,7 @@ async def test_bad_inputs_fail_once_with_reason(
             assert isinstance(event, TranscodeFailed), name
             assert event.permanent and event.job_kind == "transcode"
             assert BAD_INPUTS[name][1] in event.reason
-    text = await worker.metrics()
+    text = await worker.settled_metrics()
     assert metric_value(text, "video_worker_retries_total") == 0
     assert metric_value(text, "video_worker_jobs_total", outcome="failed") == len(BAD_INPUTS)
     # Exactly one outcome event each (progress aside): no retry loop.
@@ -132,7 +132,7 @@ async def test_malformed_message_goes_to_dead_letter_queue(
     assert dead.body == body
     death = dead.headers["x-death"][0]  # type: ignore[index]
     assert death["reason"] == "rejected"  # type: ignore[index,call-overload]
-    text = await worker.metrics()
+    text = await worker.settled_metrics()
     assert metric_value(text, "video_worker_jobs_total", outcome="malformed") == 1
     [logged] = [e for e in logs if e["event"] == "malformed message dead-lettered"]
     assert reason in logged["reason"]
@@ -156,6 +156,6 @@ async def test_transient_failures_retried_then_dead_lettered(
         amqp, declared_topology, lambda m: json.loads(m.body).get("job_id") == str(job.job_id)
     )
     assert "gave up after 3 attempts" in str(dead.headers[HEADER_FAILURE_REASON])
-    text = await worker.metrics()
+    text = await worker.settled_metrics()
     assert metric_value(text, "video_worker_retries_total", kind="cover") == 2
     assert metric_value(text, "video_worker_jobs_total", outcome="dead_lettered") == 1
