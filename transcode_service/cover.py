@@ -40,7 +40,8 @@ def cover_args(
         "-f", info.demuxer,
         "-i", str(source),
         "-map", "0:v:0", "-an", "-sn", "-dn", "-map_metadata", "-1",
-        "-vf", f"thumbnail={window},scale={width}:{height},setsar=1",
+        "-vf", ("yadif," if info.interlaced else "")
+        + f"thumbnail={window},scale={width}:{height},setsar=1",
         "-frames:v", "1", "-c:v", "mjpeg", "-pix_fmt", "yuvj420p", "-q:v", "3",
         "-threads", str(settings.ffmpeg_threads),
         "-f", "image2", "-update", "1",

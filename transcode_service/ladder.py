@@ -131,6 +131,9 @@ def build_ladder_args(
     seg = settings.segment_seconds
     gop = keyframe_interval(fps, seg)
     chain = []
+    if info.interlaced:
+        # HLS players show progressive frames; combing would be visible on every rung.
+        chain.append("yadif=deint=interlaced")
     if info.fps > settings.max_fps or info.fps <= 0:
         chain.append(f"fps={fps:g}")
     labels = "".join(f"[s{i}]" for i in range(len(rungs)))

@@ -46,6 +46,7 @@ ALLOWED_AUDIO_CODECS = frozenset(
     {"aac", "mp3", "mp2", "ac3", "eac3", "opus", "vorbis", "flac", "alac", "dts"}
 )
 PROBE_TIMEOUT = 60.0
+INTERLACED_FIELD_ORDERS = frozenset({"tt", "bb", "tb", "bt"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class MediaInfo:
     video_codec: str
     has_audio: bool
     stream_count: int
+    interlaced: bool = False  # field-coded (DV, broadcast MPEG-2): deinterlaced on output
 
     @property
     def display_aspect_ratio(self) -> Fraction:
@@ -209,4 +211,5 @@ def validate(data: dict[str, Any], settings: WorkerSettings) -> MediaInfo:
         video_codec=codec,
         has_audio=bool(audios),
         stream_count=len(streams),
+        interlaced=str(video.get("field_order", "progressive")) in INTERLACED_FIELD_ORDERS,
     )

@@ -388,3 +388,20 @@ async def test_missing_source_is_permanent_failure(deps: Deps) -> None:
     job = CoverJob(video_id=new_video_id(), job_id=uuid.uuid4(), source_key="raw/1/missing.mp4")
     with pytest.raises(PermanentError, match="not found"):
         await handle_cover(job, deps)
+
+
+async def test_interlaced_source_comes_out_progressive(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    source = make_video(
+        tmp_path / "in.mp4",
+        duration=1,
+        extra_output_args=["-flags", "+ildct+ilme", "-top", "1"],
+    )
+    assert video_stream(ffprobe(source))["field_order"] == "tt"
+    event = await transcode(with_rungs(deps, [240]), upload_source, source)
+    out = await check_outputs(s3, bucket, event, tmp_path, audio=True)
+    assert video_stream(ffprobe(out / "hls_240p" / "240p.m3u8")).get("field_order") in (
+        None,
+        "progressive",
+    )

@@ -3,6 +3,7 @@ parsing, probe validation rules, work directories."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -132,6 +133,14 @@ def test_ladder_args_are_hardened_and_aligned() -> None:
     assert "-g 360 -keyint_min 360" in joined  # 60 fps x 6 s
     assert "/w/out/hls_720p/720p_%05d.ts /w/out/hls_720p/720p.m3u8" in joined
     assert "-progress pipe:1" in joined
+
+
+def test_interlaced_source_is_deinterlaced() -> None:
+    source = dataclasses.replace(info(720, 576, fps=25), interlaced=True)
+    args = build_ladder_args(Path("s"), source, plan_ladder(source, SETTINGS), Path("o"), SETTINGS)
+    assert args[args.index("-filter_complex") + 1].startswith("[0:v:0]yadif=deint=interlaced,")
+    assert validate(probed(field_order="tt"), SETTINGS).interlaced
+    assert not validate(probed(field_order="progressive"), SETTINGS).interlaced
 
 
 def test_ladder_without_audio_maps_no_audio() -> None:
