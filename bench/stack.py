@@ -278,6 +278,26 @@ class Stack:
         finally:
             await connection.close()
 
+    async def purge_jobs(self) -> int:
+        """Drop every queued job (cover, transcode and their retry queues); returns how
+        many messages were dropped. Used to discard a backlog the bench no longer needs."""
+        dropped = 0
+        connection = await aio_pika.connect(self.rabbit_settings.url.get_secret_value())
+        try:
+            channel = await connection.channel()
+            for kind in ("cover", "transcode"):
+                names = [self.topology.job_queue(kind)] + [
+                    self.topology.retry_queue(kind, step)
+                    for step in range(len(self.topology.retry_delays_ms))
+                ]
+                for name in names:
+                    queue = await channel.get_queue(name, ensure=False)
+                    result = await queue.purge()
+                    dropped += result.message_count or 0
+        finally:
+            await connection.close()
+        return dropped
+
     async def start_worker(self, label: str = "worker", **extra_env: str) -> Service:
         """A fresh worker process (the Python interpreter itself, no wrapper)."""
         await self.stop_worker()
