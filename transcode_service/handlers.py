@@ -42,6 +42,7 @@ PercentCallback = Callable[[float], Awaitable[None]]
 # Fraction of the announced duration that must come out of ffmpeg (container durations are
 # not exact, e.g. audio a little longer than video).
 TRUNCATION_RATIO = 0.8
+LADDER_NICENESS = 10
 
 
 @dataclass
@@ -162,7 +163,9 @@ async def handle_transcode(
         deps.metrics.ffmpeg_runs.labels(kind=job.kind).inc()
         with timings.stage("ffmpeg"):
             result = await run_process(
-                args,
+                # Lower CPU priority (nice execs ffmpeg, same pid): a cover extraction on
+                # the same machine preempts the long ladder and stays fast under a backlog.
+                ["nice", "-n", str(LADDER_NICENESS), *args],
                 time_limit=ladder_timeout(info, settings),
                 tool="ffmpeg-ladder",
                 progress=True,
