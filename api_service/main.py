@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-
 import structlog
 from aiohttp import web
 
 from api_service.app import create_app
-from shared.logging import configure_logging
-from shared.settings import SettingsError, load_settings
+from shared.entrypoint import start
+from shared.settings import Settings
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-        settings.ensure_production_safe()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        sys.exit(2)
-    configure_logging(settings.logging.level, settings.logging.json_output)
+    settings = start(check=Settings.ensure_production_safe)
     structlog.get_logger(__name__).info(
         "starting api", host=settings.server.host, port=settings.server.port
     )

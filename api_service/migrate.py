@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 from alembic import command
@@ -12,8 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.logging import configure_logging
-from shared.settings import SettingsError, load_settings
+from shared.entrypoint import start
+from shared.settings import SettingsError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -49,12 +48,7 @@ async def _create_database(database_url: str) -> None:
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        sys.exit(2)
-    configure_logging(settings.logging.level, settings.logging.json_output)
+    settings = start()
     url = settings.database.url.get_secret_value()
     asyncio.run(_create_database(url))
     upgrade(url)

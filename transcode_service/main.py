@@ -21,10 +21,10 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractRobustConnection
 
-from shared.logging import configure_logging
+from shared.entrypoint import start
 from shared.messages import CoverJob, TranscodeJob
 from shared.s3 import s3_client
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Settings
 from shared.topology import Topology, declare_topology
 from transcode_service.consumer import Handler, JobConsumer, Result
 from transcode_service.handlers import (
@@ -178,12 +178,7 @@ async def run(
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        sys.exit(2)
-    configure_logging(settings.logging.level, settings.logging.json_output)
+    settings = start()
     try:
         code = asyncio.run(run(settings))
     except Exception:
