@@ -15,9 +15,18 @@ from pathlib import Path
 
 from bench.console import BenchError, say
 from shared.settings import WorkerSettings
+from transcode_service import handlers
 from transcode_service.cover import extract_cover
 from transcode_service.ladder import Rung, build_ladder_args, plan_ladder
 from transcode_service.probe import MediaInfo, probe
+
+# The worker runs the ladder under ``nice`` (covers preempt it); the bare runs do the same, so
+# both compete equally with whatever else the machine is doing.
+NICENESS: int = getattr(handlers, "LADDER_NICENESS", 0)
+
+
+def worker_command(args: list[str]) -> list[str]:
+    return ["nice", "-n", str(NICENESS), *args] if NICENESS else args
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ async def run_ladder(
         started = time.monotonic()
         # -progress pipe:1 goes to /dev/null: nothing to drain.
         process = await asyncio.create_subprocess_exec(
-            *args,
+            *worker_command(args),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -115,7 +124,10 @@ async def measure(
     for rung, name in zip(rungs, names, strict=True):
         times.per_rung[name] = await run_ladder(source, info, [rung], settings, scratch)
         say(f"  {name}: {_show(times.per_rung[name])}")
-    say(f"bare ladder, one process ({info.width}x{info.height}, {info.duration:.1f} s)")
+    say(
+        f"bare ladder, one process ({info.width}x{info.height}, {info.duration:.1f} s, "
+        f"nice {NICENESS} as in the worker)"
+    )
     for i in range(timed_runs):
         times.runs.append(await run_ladder(source, info, rungs, settings, scratch))
         say(f"  run {i + 1}/{timed_runs}: {_show(times.runs[-1])}")

@@ -154,6 +154,7 @@ async def run() -> list[Row]:
             "per_rung_total_wall_s": times.per_rung_wall,
             "per_rung_total_cpu_s": times.per_rung_cpu,
             "cover_command_alone": asdict(times.cover) if times.cover else None,
+            "niceness": ladder.NICENESS,
         }
         best = times.best
         bare = best.wall
@@ -213,6 +214,9 @@ async def run() -> list[Row]:
                             verdict(mem_ratio <= MEMORY_TARGET)))  # fmt: skip
 
     raw["total_s"] = elapsed()
+    loads = [r.load for r in times.runs] + [r.load for r in times.per_rung.values()]
+    loads.append(raw["e2e"]["load_at_complete"])
+    raw["max_load_seen"] = max(loads)
     write_json(OUT / "results.json", system, raw, rows)
     print()
     print(
@@ -220,6 +224,13 @@ async def run() -> list[Row]:
         f"nproc={system['nproc']}  {system['ffmpeg']}"
     )
     print(table(rows))
+    cores = system["nproc"] or 1
+    if raw["max_load_seen"] > cores:
+        print(
+            f"warning: the machine was busy (1-min load up to {raw['max_load_seen']:.1f} on "
+            f"{cores} cores): wall-clock times and ratios are noisy; CPU seconds are in "
+            "results.json"
+        )
     print(f"total bench time {elapsed():.0f} s; raw numbers in {OUT / 'results.json'}")
     return rows
 
