@@ -256,6 +256,25 @@ async def test_cover_skips_black_intro(
     assert mean_luma(out / "cover.jpg") > 40
 
 
+async def test_cover_from_keyframes_skips_black_intro(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    # Frequent keyframes, so the cheap keyframe-only pass finds candidates; the black ones of
+    # the fade must still not be chosen.
+    source = make_video(
+        tmp_path / "in.mp4",
+        duration=5,
+        audio=False,
+        extra_output_args=["-vf", "fade=in:st=0:d=1.5:color=black", "-g", "12"],
+    )
+    job = CoverJob(
+        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
+    )
+    await handle_cover(job, deps)
+    out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
+    assert mean_luma(out / "cover.jpg") > 40
+
+
 def mean_luma(path: Path) -> float:
     import subprocess
 

@@ -197,6 +197,15 @@ def test_cover_size_and_args() -> None:
     assert "-map 0:v:0 -an -sn -dn" in joined and "thumbnail=25" in joined
 
 
+def test_cover_keyframe_pass_decodes_keyframes_only_and_skips_black() -> None:
+    args = cover_args(Path("s"), info(), Path("c.jpg"), SETTINGS, seek=4.0, keyframes_only=True)
+    joined = " ".join(args)
+    # The cheap pass: no decoding from the previous keyframe up to the seek point.
+    assert "-skip_frame nokey -ss 4.000 -noaccurate_seek -t 120 -f mov -i s" in joined
+    assert "-protocol_whitelist file,pipe" in joined
+    assert "lavfi.signalstats.YAVG:value=32:function=greater,thumbnail=5," in joined
+
+
 # --------------------------------------------------------------------------- ffmpeg runner
 
 
