@@ -37,12 +37,19 @@ async def _create_database(database_url: str) -> None:
     engine = create_async_engine(url.set(database=""))
     try:
         async with engine.begin() as conn:
-            await conn.execute(
-                text(
-                    f"CREATE DATABASE IF NOT EXISTS `{name}` "
-                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                )
+            # Asked first: CREATE ... IF NOT EXISTS on an existing database makes the driver
+            # log a warning on every start.
+            exists = await conn.scalar(
+                text("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :name"),
+                {"name": name},
             )
+            if not exists:
+                await conn.execute(
+                    text(
+                        f"CREATE DATABASE IF NOT EXISTS `{name}` "
+                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                    )
+                )
     finally:
         await engine.dispose()
 
