@@ -10,13 +10,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
+import pytest_asyncio
+from aio_pika.abc import AbstractRobustConnection
 
 from shared.topology import Topology
 
@@ -43,6 +44,11 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], within: float = 30
     raise RuntimeError(f"{url} did not answer within {within} s")
 
 
+def launch(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
@@ -61,14 +67,17 @@ class Platform:
     logs: Path
 
 
-@pytest.fixture(scope="session")
-def platform(
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def platform(
     database: str,
     bucket: str,
     declared_topology: Topology,
+    amqp: AbstractRobustConnection,
     settings_env: dict[str, str],
     tmp_root: Path,
-) -> Iterator[Platform]:
+) -> AsyncIterator[Platform]:
+    """Started for this package only, so its processes never consume the queues that later
+    test packages use; whatever it left queued is purged when it stops."""
     api_port, health_port = free_port(), free_port()
     api = f"http://127.0.0.1:{api_port}"
     env = {
@@ -82,22 +91,20 @@ def platform(
     }
     logs = tmp_root / "e2e-logs"
     logs.mkdir(exist_ok=True)
-    with (logs / "api.log").open("wb") as api_log, (logs / "worker.log").open("wb") as wlog:
-        api_process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("video-api"))],
-            cwd=ROOT, env=env, stdout=api_log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        worker_process = subprocess.Popen(
-            [sys.executable, "-m", "transcode_service"],
-            cwd=ROOT, env=env, stdout=wlog, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait_for_http(api, api_process)
-            wait_for_http(f"http://127.0.0.1:{health_port}", worker_process)
-            yield Platform(api, api_process, worker_process, logs)
-        finally:
-            stop(worker_process)
-            stop(api_process)
+    api_process = launch([str(Path(sys.executable).with_name("video-api"))], env, logs / "api.log")
+    worker_process = launch([sys.executable, "-m", "transcode_service"], env, logs / "worker.log")
+    try:
+        await asyncio.to_thread(wait_for_http, api, api_process)
+        await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{health_port}", worker_process)
+        yield Platform(api, api_process, worker_process, logs)
+    finally:
+        await asyncio.to_thread(stop, worker_process)
+        await asyncio.to_thread(stop, api_process)
+        channel = await amqp.channel()
+        for name in declared_topology.all_queues():
+            queue = await channel.declare_queue(name, passive=True)
+            await queue.purge()
+        await channel.close()
 
 
 class Client:
@@ -156,7 +163,7 @@ class Client:
             await asyncio.sleep(0.2)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def client(platform: Platform) -> AsyncIterator[Client]:
     async with aiohttp.ClientSession() as session:
         user = Client(session, platform.api)
