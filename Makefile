@@ -58,7 +58,7 @@ lint: venv ## ruff check, ruff format --check, mypy, hadolint on the Dockerfiles
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 ifneq ($(DOCKERFILES),)
-	$(BIN)/hadolint $(DOCKERFILES)
+	$(BIN)/hadolint --config deploy/.hadolint.yaml $(DOCKERFILES)
 else
 	@echo "hadolint: no deploy/api.Dockerfile or deploy/worker.Dockerfile yet, skipped"
 endif
