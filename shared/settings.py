@@ -136,6 +136,10 @@ class WorkerSettings(BaseModel):
     ffmpeg_timeout_base: float = Field(120.0, gt=0)
     ffmpeg_timeout_factor: float = Field(10.0, gt=0)
     ffmpeg_threads: int = Field(0, ge=0)
+    # Address-space cap of every ffprobe/ffmpeg process, in MiB (0: none). A 1080p five-rung
+    # ladder peaks at about 1.3 GiB on 2 cores; the cap stops a crafted input from making a
+    # decoder take the whole machine's memory.
+    ffmpeg_max_memory_mb: int = Field(8192, ge=0)
     progress_interval: float = Field(1.0, gt=0)
 
     @field_validator("rungs")

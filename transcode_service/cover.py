@@ -89,6 +89,7 @@ async def extract_cover(
             cover_args(source, info, dest, settings, seek=position, keyframes_only=keyframes_only),
             time_limit=COVER_TIMEOUT,
             tool="ffmpeg-cover",
+            max_memory_mb=settings.ffmpeg_max_memory_mb,
         )
         if keyframes_only and result.returncode != 0:
             continue  # only an optimisation: the accurate pass decides

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import resource
 import time
 from collections import deque
@@ -63,11 +64,15 @@ def parse_progress_block(values: dict[str, str]) -> Progress:
     return Progress(out_time=out_time, speed=speed, done=values.get("progress") == "end")
 
 
-def _limit_child(pid: int) -> None:
-    # Set after spawning (no preexec_fn, which is unsafe with threads): no core dumps of a
-    # crashed decoder, which could fill the disk with a hostile input's memory.
+def _limit_child(pid: int, max_memory_mb: int) -> None:
+    # Set right after spawning (no preexec_fn, which is unsafe with threads), before the
+    # child has read any input: no core dumps of a crashed decoder, which could fill the disk
+    # with a hostile input's memory, and an address-space cap against crafted inputs.
     with contextlib.suppress(OSError, ValueError):
         resource.prlimit(pid, resource.RLIMIT_CORE, (0, 0))
+        if max_memory_mb > 0:
+            limit = max_memory_mb * 1024 * 1024
+            resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
 
 
 async def _drain_stderr(stream: asyncio.StreamReader, tool: str, tail: deque[str]) -> None:
@@ -150,6 +155,7 @@ async def run_process(
     progress: bool = False,
     capture_stdout: bool = False,
     stdout_limit: int = 16 * 1024 * 1024,
+    max_memory_mb: int = 0,
 ) -> ProcessResult:
     """Run ``args``; with ``progress`` stdout is read as ``-progress pipe:1`` output, with
     ``capture_stdout`` it is collected (bounded). Raises ``ProcessTimeout`` after
@@ -166,7 +172,7 @@ async def run_process(
         # ffmpeg stops (shutdown grace), instead of killing ffmpeg behind its back.
         start_new_session=True,
     )
-    _limit_child(proc.pid)
+    _limit_child(proc.pid, max_memory_mb)
     log.info("process started", tool=tool, pid=proc.pid)
     result = ProcessResult(returncode=-1, elapsed=0.0)
     tail: deque[str] = deque(maxlen=20)
@@ -208,6 +214,13 @@ def check_result(result: ProcessResult, what: str) -> None:
     )
     if result.returncode < 0:
         raise RetryableError(f"{what} was killed by signal {-result.returncode}")
-    if "No space left on device" in " ".join(result.stderr_tail):
+    output = " ".join(result.stderr_tail)
+    if "No space left on device" in output:
         raise RetryableError(f"{what} failed: no space left on device")
+    if "Cannot allocate memory" in output or re.search(r"malloc of size \d+ failed", output):
+        # Under the per-process cap the same input fails the same way again: no retry.
+        raise PermanentError(
+            f"{what} failed: the video needs more memory than the worker allows "
+            "(worker.ffmpeg_max_memory_mb)"
+        )
     raise PermanentError(f"{what} failed: {detail[:500]}")

@@ -168,6 +168,7 @@ async def handle_transcode(
                 ["nice", "-n", str(LADDER_NICENESS), *args],
                 time_limit=ladder_timeout(info, settings),
                 tool="ffmpeg-ladder",
+                max_memory_mb=settings.ffmpeg_max_memory_mb,
                 progress=True,
                 on_progress=progress,
             )

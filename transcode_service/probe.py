@@ -93,7 +93,11 @@ async def probe(path: Path, settings: WorkerSettings) -> MediaInfo:
     if file_size(path) == 0:
         raise PermanentError("the uploaded file is empty")
     result = await run_process(
-        probe_args(path), time_limit=PROBE_TIMEOUT, tool="ffprobe", capture_stdout=True
+        probe_args(path),
+        time_limit=PROBE_TIMEOUT,
+        tool="ffprobe",
+        capture_stdout=True,
+        max_memory_mb=settings.ffmpeg_max_memory_mb,
     )
     if result.returncode != 0:
         if result.returncode > 0:

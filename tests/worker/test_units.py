@@ -225,6 +225,12 @@ def test_check_result_classifies_failures() -> None:
         check_result(ProcessResult(-9, 1), "decoding")
     with pytest.raises(RetryableError, match="space"):
         check_result(ProcessResult(1, 1, stderr_tail=["No space left on device"]), "writing")
+    with pytest.raises(PermanentError, match="more memory"):
+        check_result(
+            ProcessResult(1, 1, stderr_tail=["x264 [error]: malloc of size 9 failed"]), "x"
+        )
+    with pytest.raises(PermanentError, match="more memory"):
+        check_result(ProcessResult(1, 1, stderr_tail=["Cannot allocate memory"]), "decoding")
 
 
 # --------------------------------------------------------------------------- validation
