@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     AnyUrl,
     BaseModel,
@@ -39,6 +40,15 @@ class SettingsError(Exception):
     """A setting is missing or invalid; the message is one line naming the key."""
 
 
+def _must_be_url(value: SecretStr) -> SecretStr:
+    AnyUrl(value.get_secret_value())
+    return value
+
+
+# Validated as a URL, kept secret because it may hold a password.
+SecretUrl = Annotated[SecretStr, AfterValidator(_must_be_url)]
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -52,18 +62,11 @@ class ServerSettings(BaseModel):
 
 
 class DatabaseSettings(BaseModel):
-    url: SecretStr = SecretStr("mysql+asyncmy://root@127.0.0.1:3306/video_platform")
+    url: SecretUrl = SecretStr("mysql+asyncmy://root@127.0.0.1:3306/video_platform")
     pool_size: int = Field(10, gt=0)
     max_overflow: int = Field(10, ge=0)
     pool_recycle: int = Field(1800, gt=0)
     echo: bool = False
-
-    @field_validator("url")
-    @classmethod
-    def _url_parses(cls, value: SecretStr) -> SecretStr:
-        # Validated as a URL, kept secret because it may hold a password.
-        AnyUrl(value.get_secret_value())
-        return value
 
 
 class S3Settings(BaseModel):
@@ -85,7 +88,7 @@ class S3Settings(BaseModel):
 
 
 class RabbitMQSettings(BaseModel):
-    url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    url: SecretUrl = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     # Prepended to every exchange and queue name; tests use it to isolate runs.
     prefix: str = ""
     cover_queue: str = "video_processing"
@@ -97,12 +100,6 @@ class RabbitMQSettings(BaseModel):
     # Backoff of transient-failure retries, one delay queue per step.
     retry_delays_ms: list[int] = Field(default_factory=lambda: [2000, 10000, 60000])
     publish_timeout: float = Field(10.0, gt=0)
-
-    @field_validator("url")
-    @classmethod
-    def _url_parses(cls, value: SecretStr) -> SecretStr:
-        AnyUrl(value.get_secret_value())
-        return value
 
     @field_validator("retry_delays_ms")
     @classmethod
