@@ -64,8 +64,7 @@ class Topology:
 
     def retry_queue(self, kind: JobKind, step: int) -> str:
         """Delay queue for the given backoff step (clamped to the last one)."""
-        step = min(max(step, 0), len(self.retry_delays_ms) - 1)
-        return f"{self.jobs_exchange}.retry.{kind}.{self.retry_delays_ms[step]}ms"
+        return f"{self.jobs_exchange}.retry.{kind}.{self.retry_delay_ms(step)}ms"
 
     def retry_delay_ms(self, step: int) -> int:
         return self.retry_delays_ms[min(max(step, 0), len(self.retry_delays_ms) - 1)]
