@@ -9,6 +9,7 @@ by ``make test`` (scripts/stack.sh up) before pytest runs.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -87,7 +88,7 @@ def settings_env(settings: Settings) -> Iterator[dict[str, str]]:
         {
             "VIDEO_DATABASE__URL": settings.database.url.get_secret_value(),
             "VIDEO_RABBITMQ__PREFIX": settings.rabbitmq.prefix,
-            "VIDEO_RABBITMQ__RETRY_DELAYS_MS": "[300, 600, 1200]",
+            "VIDEO_RABBITMQ__RETRY_DELAYS_MS": json.dumps(settings.rabbitmq.retry_delays_ms),
             "VIDEO_S3__BUCKET": settings.s3.bucket,
             "VIDEO_WORKER__WORK_DIR": str(settings.worker.work_dir),
             "VIDEO_WORKER__SHUTDOWN_GRACE": str(settings.worker.shutdown_grace),
