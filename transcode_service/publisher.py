@@ -22,6 +22,17 @@ from shared.topology import Topology
 Event = CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed
 
 
+def _job_copy(body: bytes, headers: dict[str, Any]) -> aio_pika.Message:
+    """A persistent copy of a job, with a fresh message id (it is a new delivery)."""
+    return aio_pika.Message(
+        body=body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=str(uuid.uuid4()),
+        headers=headers,
+    )
+
+
 class Publisher:
     """Owns nothing: the channel (opened with ``publisher_confirms=True`` and
     ``on_return_raises=True``) belongs to main()'s exit stack."""
@@ -61,27 +72,13 @@ class Publisher:
     async def publish_job(self, body: bytes, queue: str, headers: dict[str, Any]) -> None:
         """Put a copy of a job straight into ``queue`` (a retry delay queue) through the
         default exchange."""
-        message = aio_pika.Message(
-            body=body,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=str(uuid.uuid4()),
-            headers=headers,
-        )
         await self._channel.default_exchange.publish(
-            message, routing_key=queue, mandatory=True, timeout=self._timeout
+            _job_copy(body, headers), routing_key=queue, mandatory=True, timeout=self._timeout
         )
 
     async def dead_letter(self, body: bytes, routing_key: str, headers: dict[str, Any]) -> None:
         """Park a job in the dead-letter queue on purpose (attempts exhausted)."""
         assert self._dlx is not None, "start() first"
-        message = aio_pika.Message(
-            body=body,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=str(uuid.uuid4()),
-            headers=headers,
-        )
         await self._dlx.publish(
-            message, routing_key=routing_key, mandatory=True, timeout=self._timeout
+            _job_copy(body, headers), routing_key=routing_key, mandatory=True, timeout=self._timeout
         )
