@@ -27,9 +27,9 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api_service.db.models import Video, VideoSource
-from api_service.http.errors import is_database_unavailable
 from api_service.metrics import Metrics
 from api_service.storage import Storage
+from api_service.unavailable import is_database_unavailable
 from shared.keys import processed_prefix, video_prefixes
 from shared.messages import (
     CoverReady,

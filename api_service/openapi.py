@@ -11,10 +11,10 @@ from pydantic import BaseModel
 from swagger_ui_bundle import swagger_ui_path
 
 from api_service.context import OPENAPI
+from api_service.http.errors import ErrorResponse
 from api_service.http.schemas import (
     CompleteUploadRequest,
     CompleteUploadResponse,
-    ErrorResponse,
     HealthResponse,
     InitiateUploadRequest,
     InitiateUploadResponse,

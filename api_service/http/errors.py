@@ -11,15 +11,11 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-import aiormq
-import botocore.exceptions
 import structlog
-from aio_pika.exceptions import AMQPError
 from aiohttp import web
-from pydantic import ValidationError
-from sqlalchemy import exc as sa_exc
+from pydantic import BaseModel, Field, ValidationError
 
-from api_service.http.schemas import ErrorBody, ErrorResponse
+from api_service.unavailable import unavailable_dependency
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +34,18 @@ _STATUS_CODES: Mapping[int, str] = {
     429: "too_many_requests",
     503: "service_unavailable",
 }
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable error code.")
+    message: str = Field(description="Human-readable explanation.")
+    details: list[dict[str, Any]] | None = Field(
+        default=None, description="Per-field problems of a validation error."
+    )
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
 
 
 class ApiError(Exception):
@@ -99,38 +107,6 @@ def describe_validation_error(error: ValidationError) -> tuple[str, list[dict[st
         details.append({"field": field, "message": item["msg"]})
     first = details[0] if details else {"field": "body", "message": "invalid"}
     return f"invalid {first['field']}: {first['message']}", details
-
-
-def is_database_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
-        return True
-    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
-
-
-def is_broker_unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, AMQPError | aiormq.exceptions.AMQPError)
-
-
-def is_storage_unavailable(exc: BaseException) -> bool:
-    return isinstance(
-        exc,
-        botocore.exceptions.EndpointConnectionError
-        | botocore.exceptions.ConnectionError
-        | botocore.exceptions.ConnectTimeoutError
-        | botocore.exceptions.ReadTimeoutError,
-    )
-
-
-def unavailable_dependency(exc: BaseException) -> str | None:
-    if is_database_unavailable(exc):
-        return "the database"
-    if is_broker_unavailable(exc):
-        return "the message broker"
-    if is_storage_unavailable(exc):
-        return "object storage"
-    if isinstance(exc, ConnectionError | asyncio.TimeoutError):
-        return "a backing service"
-    return None
 
 
 @web.middleware

@@ -1,12 +1,11 @@
-"""Pydantic models of the HTTP API: they validate requests and generate the OpenAPI document."""
+"""Pydantic models of the HTTP API: they validate requests and generate the OpenAPI document.
+The error body's models live beside the errors, in ``api_service.http.errors``."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal
 
-from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from shared.status import VideoStatus
@@ -23,18 +22,6 @@ UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 class _Request(BaseModel):
     # Unknown fields are ignored so clients of the original service keep working.
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-
-class ErrorBody(BaseModel):
-    code: str = Field(description="Stable machine-readable error code.")
-    message: str = Field(description="Human-readable explanation.")
-    details: list[dict[str, Any]] | None = Field(
-        default=None, description="Per-field problems of a validation error."
-    )
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
 
 
 # --------------------------------------------------------------------------- users
@@ -140,20 +127,3 @@ class HealthResponse(BaseModel):
 class ReadyResponse(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
-
-
-RequestModel = TypeVar("RequestModel", bound=BaseModel)
-
-
-async def read_json(request: web.Request, model: type[RequestModel]) -> RequestModel:
-    """Parse and validate the JSON body; malformed JSON is a 400 of its own."""
-    from api_service.http.errors import ApiError  # errors imports this module
-
-    raw = await request.read()  # raises 413 past client_max_size
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "malformed_json", "request body must be a JSON object")
-    return model.model_validate(data)

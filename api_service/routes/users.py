@@ -11,13 +11,13 @@ from api_service.auth.passwords import hash_password, verify_password
 from api_service.auth.tokens import issue_access_token
 from api_service.context import SESSIONS, SETTINGS
 from api_service.db.models import User
+from api_service.http.body import read_json
 from api_service.http.errors import ApiError, unauthorized
 from api_service.http.schemas import (
     LoginRequest,
     RegisterRequest,
     TokenResponse,
     UserResponse,
-    read_json,
 )
 
 routes = web.RouteTableDef()

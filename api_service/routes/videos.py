@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api_service.auth.current import optional_user_id, require_user_id
 from api_service.context import OUTBOX_WAKE, SESSIONS, SETTINGS, STORAGE, TOPOLOGY
 from api_service.db.models import OutboxMessage, Video, VideoSource
+from api_service.http.body import read_json
 from api_service.http.errors import ApiError, not_found
 from api_service.http.schemas import (
     CompleteUploadRequest,
@@ -24,7 +25,6 @@ from api_service.http.schemas import (
     InitiateUploadResponse,
     VideoListQuery,
     VideoListResponse,
-    read_json,
 )
 from api_service.views import video_response
 from shared.keys import raw_key, video_prefixes
