@@ -26,15 +26,16 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api_service.db.models import Video, VideoSource
+from api_service.db.models import VIDEO_ERROR_MAX, Video, VideoSource
 from api_service.metrics import Metrics
 from api_service.storage import Storage
 from api_service.unavailable import is_database_unavailable
 from shared.keys import processed_prefix, video_prefixes
 from shared.messages import (
+    FAILURE_REASON_MAX,
+    AnyEvent,
     CoverReady,
     MessageError,
-    TranscodeFailed,
     TranscodeProgress,
     TranscodeSucceeded,
     parse_event,
@@ -44,8 +45,6 @@ from shared.status import VideoStatus
 from shared.topology import HEADER_FAILURE_REASON, Topology, declare_topology
 
 log = structlog.get_logger(__name__)
-
-AnyEvent = CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed
 
 PREFETCH = 32
 RETRY_FOR_SECONDS = 30.0
@@ -69,7 +68,7 @@ def dead_letter_reason(headers: dict[str, Any] | None) -> str:
     headers = headers or {}
     explicit = headers.get(HEADER_FAILURE_REASON)
     if explicit:
-        return _text(explicit)[:2000]
+        return _text(explicit)[:FAILURE_REASON_MAX]
     deaths = headers.get("x-death")
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
         reason = _text(deaths[0].get("reason", ""))
@@ -171,7 +170,9 @@ async def apply_event(session: AsyncSession, event: AnyEvent) -> bool:
     result = await session.execute(
         update(Video)
         .where(Video.id == video_id, Video.status == VideoStatus.TRANSCODING)
-        .values(status=VideoStatus.FAILED, error=f"{event.job_kind}: {event.reason}"[:4000])
+        .values(
+            status=VideoStatus.FAILED, error=f"{event.job_kind}: {event.reason}"[:VIDEO_ERROR_MAX]
+        )
     )
     return _rowcount(result) > 0
 
@@ -180,7 +181,7 @@ async def mark_failed(session: AsyncSession, video_id: int, reason: str) -> bool
     result = await session.execute(
         update(Video)
         .where(Video.id == video_id, Video.status == VideoStatus.TRANSCODING)
-        .values(status=VideoStatus.FAILED, error=reason[:4000])
+        .values(status=VideoStatus.FAILED, error=reason[:VIDEO_ERROR_MAX])
     )
     return _rowcount(result) > 0
 

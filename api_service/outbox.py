@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api_service.db.models import OutboxMessage, utcnow
+from api_service.db.models import OUTBOX_ERROR_MAX, OutboxMessage, utcnow
 from api_service.metrics import Metrics
 from shared.settings import Settings
 from shared.topology import HEADER_ATTEMPT
@@ -90,7 +90,7 @@ class OutboxRelay:
                     await self._publish_bounded(row)
                 except Exception as exc:
                     # Kept pending; the rest of the batch waits for the next round.
-                    row.last_error = repr(exc)[:2000]
+                    row.last_error = repr(exc)[:OUTBOX_ERROR_MAX]
                     failure = exc
                     self._metrics.outbox_failures.inc()
                     break

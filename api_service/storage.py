@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from shared.s3 import s3_client
+from shared.s3 import is_not_found, s3_client
 from shared.settings import S3Settings
 
 if TYPE_CHECKING:
@@ -26,11 +26,6 @@ _DELETE_BATCH = 1000  # the S3 DeleteObjects maximum
 class ObjectInfo:
     size: int
     etag: str
-
-
-def _is_missing(exc: ClientError) -> bool:
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound")
 
 
 class Storage:
@@ -55,7 +50,7 @@ class Storage:
         try:
             response = await self._s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if _is_missing(exc):
+            if is_not_found(exc):
                 return None
             raise
         return ObjectInfo(
@@ -67,7 +62,7 @@ class Storage:
         try:
             response = await self._s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if _is_missing(exc):
+            if is_not_found(exc):
                 return None
             raise
         async with response["Body"] as body:

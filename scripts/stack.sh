@@ -243,10 +243,10 @@ import sys
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from shared.s3 import s3_client
+from shared.s3 import NOT_FOUND_CODES, error_code, s3_client
 from shared.settings import load_settings
 
-MISSING = {"404", "NoSuchBucket", "NotFound"}
+MISSING = NOT_FOUND_CODES | {"NoSuchBucket"}
 
 
 async def main(mode: str) -> int:
@@ -260,7 +260,7 @@ async def main(mode: str) -> int:
                     print(f"bucket {s3.bucket}: exists")
                     return 0
                 except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") not in MISSING:
+                    if error_code(exc) not in MISSING:
                         raise
                 if mode == "check":
                     print(f"bucket {s3.bucket}: missing")

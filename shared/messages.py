@@ -50,10 +50,14 @@ class TranscodeJob(_Message):
     source_key: str = Field(min_length=1, max_length=1024)
 
 
-Job = Annotated[CoverJob | TranscodeJob, Field(discriminator="kind")]
+AnyJob = CoverJob | TranscodeJob
+Job = Annotated[AnyJob, Field(discriminator="kind")]
 JobKind = Literal["cover", "transcode"]
 
 # --------------------------------------------------------------------------- events
+
+# A failure reason is for people; longer texts (an ffmpeg log tail) are cut to this.
+FAILURE_REASON_MAX = 2000
 
 
 class CoverReady(_Message):
@@ -95,17 +99,12 @@ class TranscodeFailed(_Message):
 
     type: Literal["transcode_failed"] = "transcode_failed"
     job_kind: JobKind
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=FAILURE_REASON_MAX)
     permanent: bool
 
 
-Event = Annotated[
-    CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed,
-    Field(discriminator="type"),
-]
-
-AnyJob = CoverJob | TranscodeJob
 AnyEvent = CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed
+Event = Annotated[AnyEvent, Field(discriminator="type")]
 
 _JOB_ADAPTER: TypeAdapter[AnyJob] = TypeAdapter(Job)
 _EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)

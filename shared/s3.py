@@ -7,11 +7,26 @@ from typing import TYPE_CHECKING
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import ClientError
 
 from shared.settings import S3Settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+
+
+# The error codes S3 implementations use for "no such object": AWS says NoSuchKey for a GET
+# and a bare 404 for a HEAD (no body to name the error); SeaweedFS and MinIO say NotFound.
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def is_not_found(exc: ClientError) -> bool:
+    """True when the request failed only because the object does not exist."""
+    return error_code(exc) in NOT_FOUND_CODES
 
 
 def s3_client(

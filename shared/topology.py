@@ -28,6 +28,8 @@ from shared.settings import RabbitMQSettings
 # Headers the services put on messages.
 HEADER_ATTEMPT = "x-attempt"  # transient-failure attempts so far (1 on the first run)
 HEADER_FAILURE_REASON = "x-failure-reason"  # why a message was dead-lettered on purpose
+# Headers travel with every delivery of the message; a reason is cut to this length.
+FAILURE_REASON_HEADER_MAX = 1000
 
 
 @dataclass(frozen=True)

@@ -24,18 +24,23 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from shared.messages import (
-    CoverJob,
+    FAILURE_REASON_MAX,
+    AnyJob,
     CoverReady,
     JobKind,
     MessageError,
     TranscodeFailed,
-    TranscodeJob,
     TranscodeProgress,
     TranscodeSucceeded,
     parse_job,
 )
 from shared.settings import WorkerSettings
-from shared.topology import HEADER_ATTEMPT, HEADER_FAILURE_REASON, Topology
+from shared.topology import (
+    FAILURE_REASON_HEADER_MAX,
+    HEADER_ATTEMPT,
+    HEADER_FAILURE_REASON,
+    Topology,
+)
 from transcode_service.errors import PermanentError
 from transcode_service.handlers import JobTimings, PercentCallback
 from transcode_service.lease import LeaseManager
@@ -47,9 +52,8 @@ log = structlog.get_logger(__name__)
 
 HEADER_LEASE_WAITS = "x-lease-waits"
 
-Job = CoverJob | TranscodeJob
 Result = CoverReady | TranscodeSucceeded
-Handler = Callable[[Job, PercentCallback, JobTimings], Awaitable[Result]]
+Handler = Callable[[AnyJob, PercentCallback, JobTimings], Awaitable[Result]]
 
 
 def _header_int(message: AbstractIncomingMessage, name: str, default: int) -> int:
@@ -146,7 +150,7 @@ class JobConsumer:
         ):
             await self._process_job(message, job)
 
-    async def _process_job(self, message: AbstractIncomingMessage, job: Job) -> None:
+    async def _process_job(self, message: AbstractIncomingMessage, job: AnyJob) -> None:
         job_id = str(job.job_id)
         if self._semaphore.locked():
             # With prefetch == concurrency this only happens after the broker reopened the
@@ -168,7 +172,7 @@ class JobConsumer:
             finally:
                 await asyncio.shield(self._leases.release(job.kind, job_id))
 
-    async def _run_leased(self, message: AbstractIncomingMessage, job: Job) -> None:
+    async def _run_leased(self, message: AbstractIncomingMessage, job: AnyJob) -> None:
         job_id = str(job.job_id)
         attempt = _header_int(message, HEADER_ATTEMPT, 1)
         timings = JobTimings()
@@ -227,13 +231,15 @@ class JobConsumer:
                 source_size=timings.source_size,
             )
 
-    async def _complete(self, message: AbstractIncomingMessage, job: Job, result: Result) -> None:
+    async def _complete(
+        self, message: AbstractIncomingMessage, job: AnyJob, result: Result
+    ) -> None:
         await self._publisher.publish_event(result)
         await self._markers.put(job.video_id, str(job.job_id), result.model_dump(mode="json"))
         await self._settle(message.ack())
 
     async def _retry_or_give_up(
-        self, message: AbstractIncomingMessage, job: Job, attempt: int, reason: str
+        self, message: AbstractIncomingMessage, job: AnyJob, attempt: int, reason: str
     ) -> str:
         if attempt < self._settings.max_attempts:
             queue = self._topology.retry_queue(job.kind, attempt - 1)
@@ -251,12 +257,12 @@ class JobConsumer:
         await self._publisher.dead_letter(
             message.body,
             job.kind,
-            {HEADER_ATTEMPT: attempt, HEADER_FAILURE_REASON: final[:1000]},
+            {HEADER_ATTEMPT: attempt, HEADER_FAILURE_REASON: final[:FAILURE_REASON_HEADER_MAX]},
         )
         await self._settle(message.ack())
         return "dead_lettered"
 
-    async def _defer(self, message: AbstractIncomingMessage, job: Job, why: str) -> None:
+    async def _defer(self, message: AbstractIncomingMessage, job: AnyJob, why: str) -> None:
         """Send a copy round a delay queue without counting an attempt."""
         waits = _header_int(message, HEADER_LEASE_WAITS, 0)
         queue = self._topology.retry_queue(job.kind, waits)
@@ -277,7 +283,7 @@ class JobConsumer:
         self._metrics.jobs.labels(kind=self.kind, outcome="deferred").inc()
         await self._settle(message.ack())
 
-    def _progress_callback(self, job: Job) -> PercentCallback:
+    def _progress_callback(self, job: AnyJob) -> PercentCallback:
         interval = self._settings.progress_interval
         last = 0.0
 
@@ -298,12 +304,12 @@ class JobConsumer:
         return publish
 
     @staticmethod
-    def _failed(job: Job, reason: str, *, permanent: bool) -> TranscodeFailed:
+    def _failed(job: AnyJob, reason: str, *, permanent: bool) -> TranscodeFailed:
         return TranscodeFailed(
             video_id=job.video_id,
             job_id=job.job_id,
             job_kind=job.kind,
-            reason=reason[:2000],
+            reason=reason[:FAILURE_REASON_MAX],
             permanent=permanent,
         )
 

@@ -9,17 +9,9 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
-from shared.messages import (
-    CoverReady,
-    TranscodeFailed,
-    TranscodeProgress,
-    TranscodeSucceeded,
-    event_routing_key,
-)
+from shared.messages import AnyEvent, TranscodeProgress, event_routing_key
 from shared.settings import RabbitMQSettings
 from shared.topology import Topology
-
-Event = CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed
 
 
 def _job_copy(body: bytes, headers: dict[str, Any]) -> aio_pika.Message:
@@ -50,7 +42,7 @@ class Publisher:
         self._events = await self._channel.get_exchange(self._topology.events_exchange)
         self._dlx = await self._channel.get_exchange(self._topology.dead_letter_exchange)
 
-    async def publish_event(self, event: Event) -> None:
+    async def publish_event(self, event: AnyEvent) -> None:
         assert self._events is not None, "start() first"
         message = aio_pika.Message(
             body=event.to_json(),

@@ -13,6 +13,7 @@ import aiohttp
 import botocore.exceptions
 import structlog
 
+from shared.s3 import is_not_found
 from transcode_service.errors import PermanentError, RetryableError
 from transcode_service.workdir import file_size
 
@@ -32,7 +33,6 @@ CONTENT_TYPES = {
 # keep them; playlists and covers may be rewritten by a re-run, so they are cached briefly.
 CACHE_IMMUTABLE = "max-age=31536000, immutable"
 CACHE_SHORT = "max-age=300"
-NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 def content_type(path: str) -> str:
@@ -41,10 +41,6 @@ def content_type(path: str) -> str:
 
 def cache_control(path: str) -> str:
     return CACHE_IMMUTABLE if path.endswith(".ts") else CACHE_SHORT
-
-
-def _error_code(exc: botocore.exceptions.ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def transient(exc: BaseException) -> bool:
@@ -72,7 +68,7 @@ async def download(s3: S3Client, bucket: str, key: str, dest: Path, *, max_bytes
     try:
         response = await s3.get_object(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as exc:
-        if _error_code(exc) in NOT_FOUND:
+        if is_not_found(exc):
             raise PermanentError("the uploaded file was not found in storage") from None
         raise RetryableError(f"downloading the source failed: {exc}") from exc
     except Exception as exc:
@@ -168,7 +164,7 @@ async def get_json(s3: S3Client, bucket: str, key: str) -> dict[str, Any] | None
         async with response["Body"] as body:
             raw = await body.read()
     except botocore.exceptions.ClientError as exc:
-        if _error_code(exc) in NOT_FOUND:
+        if is_not_found(exc):
             return None
         raise RetryableError(f"reading {key} failed: {exc}") from exc
     except Exception as exc:

@@ -39,6 +39,14 @@ VIDEO_STATUS = Enum(
 )
 
 
+# Bounded columns: values from outside are cut to these lengths before they are written.
+FILE_NAME_MAX = 255
+ETAG_MAX = 128
+# The error columns are TEXT; the cut keeps a reason readable in a listing or a log line.
+VIDEO_ERROR_MAX = 4000
+OUTBOX_ERROR_MAX = 2000
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -56,13 +64,13 @@ class Video(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     owner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(255))
-    original_file_name: Mapped[str] = mapped_column(String(255))
+    original_file_name: Mapped[str] = mapped_column(String(FILE_NAME_MAX))
     source_key: Mapped[str | None] = mapped_column(String(1024), default=None)
     status: Mapped[VideoStatus] = mapped_column(VIDEO_STATUS, default=VideoStatus.UPLOADING)
     progress: Mapped[float] = mapped_column(Double, default=0.0)
-    error: Mapped[str | None] = mapped_column(Text, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)  # VIDEO_ERROR_MAX
     size: Mapped[int | None] = mapped_column(BigInteger, default=None)
-    etag: Mapped[str | None] = mapped_column(String(128), default=None)
+    etag: Mapped[str | None] = mapped_column(String(ETAG_MAX), default=None)
     duration: Mapped[float | None] = mapped_column(Double, default=None)
     width: Mapped[int | None] = mapped_column(Integer, default=None)
     height: Mapped[int | None] = mapped_column(Integer, default=None)
@@ -100,4 +108,4 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)  # OUTBOX_ERROR_MAX

@@ -20,6 +20,7 @@ from api_service.auth.tokens import TokenError, decode_playback_token
 from api_service.context import SESSIONS, SETTINGS, STORAGE
 from api_service.db.models import Video, VideoSource
 from api_service.http.errors import ApiError, not_found, unauthorized
+from api_service.http.params import video_id_param
 from api_service.views import variant_url
 from shared.keys import processed_prefix
 from shared.status import VideoStatus
@@ -100,16 +101,9 @@ async def _load(request: web.Request, key: str) -> str:
         raise ApiError(502, "bad_playlist", "playlist is not UTF-8 text") from None
 
 
-def _video_id(request: web.Request) -> int:
-    raw = request.match_info["video_id"]
-    if len(raw) > 19:
-        raise not_found("video")
-    return int(raw)
-
-
 @routes.get(r"/api/v1/videos/{video_id:\d+}/hls/master.m3u8")
 async def master_playlist(request: web.Request) -> web.Response:
-    video_id = _video_id(request)
+    video_id = video_id_param(request)
     token = _authorize(request, video_id)
     video, sources = await _online_video(request, video_id)
     assert video.master_key is not None
@@ -130,7 +124,7 @@ async def master_playlist(request: web.Request) -> web.Response:
 
 @routes.get(r"/api/v1/videos/{video_id:\d+}/hls/{quality:[A-Za-z0-9_-]{1,16}}.m3u8")
 async def variant_playlist(request: web.Request) -> web.Response:
-    video_id = _video_id(request)
+    video_id = video_id_param(request)
     _authorize(request, video_id)
     _, sources = await _online_video(request, video_id)
     quality = request.match_info["quality"]

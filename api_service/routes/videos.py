@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api_service.auth.current import optional_user_id, require_user_id
 from api_service.context import OUTBOX_WAKE, SESSIONS, SETTINGS, STORAGE, TOPOLOGY
-from api_service.db.models import OutboxMessage, Video, VideoSource
+from api_service.db.models import ETAG_MAX, FILE_NAME_MAX, OutboxMessage, Video, VideoSource
 from api_service.http.body import read_json
 from api_service.http.errors import ApiError, not_found
+from api_service.http.params import video_id_param
 from api_service.http.schemas import (
     CompleteUploadRequest,
     CompleteUploadResponse,
@@ -34,13 +35,6 @@ from shared.status import VideoStatus
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
-
-
-def _video_id(request: web.Request) -> int:
-    raw = request.match_info["video_id"]
-    if not raw.isdigit() or int(raw) <= 0 or len(raw) > 19:
-        raise not_found("video")
-    return int(raw)
 
 
 def _extension(file_name: str) -> str:
@@ -102,7 +96,9 @@ async def initiate_upload(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     body = await read_json(request, InitiateUploadRequest)
     ext = _validate_initiate(settings, body)
-    file_name = body.file_name.replace("\\", "/").rsplit("/", 1)[-1][:255] or body.file_name
+    file_name = (
+        body.file_name.replace("\\", "/").rsplit("/", 1)[-1][:FILE_NAME_MAX] or body.file_name
+    )
     title = body.title or posixpath.splitext(file_name)[0] or file_name
     async with request.app[SESSIONS]() as session, session.begin():
         video = Video(
@@ -170,7 +166,7 @@ async def complete_upload(request: web.Request) -> web.Response:
             .values(
                 status=VideoStatus.TRANSCODING,
                 size=info.size,
-                etag=info.etag[:128],
+                etag=info.etag[:ETAG_MAX],
                 progress=0.0,
                 error=None,
             )
@@ -201,7 +197,7 @@ async def complete_upload(request: web.Request) -> web.Response:
 
 @routes.get(r"/api/v1/videos/{video_id:\d+}")
 async def get_video(request: web.Request) -> web.Response:
-    video_id = _video_id(request)
+    video_id = video_id_param(request)
     user_id = optional_user_id(request)
     async with request.app[SESSIONS]() as session:
         video = await session.get(Video, video_id)
@@ -242,7 +238,7 @@ async def list_videos(request: web.Request) -> web.Response:
 @routes.delete(r"/api/v1/videos/{video_id:\d+}")
 async def delete_video(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
-    video_id = _video_id(request)
+    video_id = video_id_param(request)
     sessions = request.app[SESSIONS]
     async with sessions() as session:
         await _owned_video(session, video_id, user_id)

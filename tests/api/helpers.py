@@ -15,14 +15,12 @@ from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.messages import CoverReady, TranscodeFailed, TranscodeProgress, TranscodeSucceeded
+from shared.messages import AnyEvent
 from shared.messages import event_routing_key as routing_key_of
 from shared.topology import Topology
 from tests.api.support import Api, User
 
 T = TypeVar("T")
-
-AnyEvent = CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed
 
 
 async def initiate(

@@ -18,12 +18,9 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.messages import (
+    AnyEvent,
     CoverJob,
-    CoverReady,
-    TranscodeFailed,
     TranscodeJob,
-    TranscodeProgress,
-    TranscodeSucceeded,
     parse_event,
 )
 from shared.s3 import s3_client
@@ -99,8 +96,6 @@ async def download_tree(s3: S3Client, bucket: str, prefix: str, dest: Path) -> P
 
 # --------------------------------------------------------------------------- broker helpers
 
-Event = CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed
-
 
 async def publish_job(
     amqp: AbstractRobustConnection,
@@ -137,7 +132,7 @@ class EventListener:
     def __init__(self, amqp: AbstractRobustConnection, topology: Topology) -> None:
         self._amqp = amqp
         self._topology = topology
-        self.events: list[Event] = []
+        self.events: list[AnyEvent] = []
         self._changed = asyncio.Condition()
 
     async def __aenter__(self) -> EventListener:
@@ -156,15 +151,15 @@ class EventListener:
             self.events.append(parse_event(message.body))
             self._changed.notify_all()
 
-    def of(self, job_id: uuid.UUID, type_: str | None = None) -> list[Event]:
+    def of(self, job_id: uuid.UUID, type_: str | None = None) -> list[AnyEvent]:
         return [e for e in self.events if e.job_id == job_id and (type_ is None or e.type == type_)]
 
     async def wait_for(
         self, job_id: uuid.UUID, types: tuple[str, ...], within: float = 60
-    ) -> Event:
+    ) -> AnyEvent:
         """The first event of ``job_id`` whose type is one of ``types``."""
 
-        def found() -> Event | None:
+        def found() -> AnyEvent | None:
             return next((e for e in self.of(job_id) if e.type in types), None)
 
         async with asyncio.timeout(within), self._changed:
