@@ -134,7 +134,6 @@ class Stack:
         self.worker: Service | None = None
         self.api: Service | None = None
         self._exit = AsyncExitStack()
-        self._workers_started = 0
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -311,7 +310,6 @@ class Stack:
         worker.start()
         self.worker = worker
         await worker.wait_ready()
-        self._workers_started += 1
         return worker
 
     async def stop_worker(self) -> None:

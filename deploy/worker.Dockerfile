@@ -23,12 +23,12 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY api_service ./api_service
 COPY transcode_service ./transcode_service
-# The worker extra only: no database driver, no migrations tooling.
+# The base dependencies only (no extra): no database driver, no migrations tooling.
 # DL3013 wants every pip requirement pinned; this installs the local project, whose
 # dependency ranges live in pyproject.toml (the repository has no lock file yet). Pass
 # Once a lock/constraints file exists, add "--constraint <file>" here.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[worker]"
+RUN pip install --no-cache-dir .
 
 # ---- final: slim runtime + ffmpeg, no compilers, non-root -------------------------------------
 FROM python:3.11-slim-bookworm

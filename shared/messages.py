@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 
 
@@ -143,10 +142,6 @@ def parse_event(body: bytes | str) -> AnyEvent:
         return _EVENT_ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise MessageError(_short(exc)) from None
-
-
-def job_routing_key(kind: JobKind) -> str:
-    return kind
 
 
 def event_routing_key(event: AnyEvent) -> str:

@@ -8,7 +8,3 @@ class VideoStatus(StrEnum):
     TRANSCODING = "transcoding"
     ONLINE = "online"
     FAILED = "failed"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (VideoStatus.ONLINE, VideoStatus.FAILED)

@@ -29,7 +29,7 @@ from api_service.http.schemas import (
 )
 from api_service.views import video_response
 from shared.keys import raw_key, video_prefixes
-from shared.messages import CoverJob, TranscodeJob, job_routing_key
+from shared.messages import CoverJob, TranscodeJob
 from shared.settings import Settings
 from shared.status import VideoStatus
 
@@ -179,7 +179,7 @@ async def complete_upload(request: web.Request) -> web.Response:
                     message_id=str(job.job_id),
                     video_id=video.id,
                     exchange=topology.jobs_exchange,
-                    routing_key=job_routing_key(job.kind),
+                    routing_key=job.kind,  # the jobs exchange binds each queue by kind
                     body=job.to_json().decode(),
                 )
                 for job in jobs
