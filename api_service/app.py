@@ -24,7 +24,7 @@ from api_service.context import (
     TOPOLOGY,
 )
 from api_service.db.engine import make_engine, make_sessionmaker
-from api_service.events import EventConsumer
+from api_service.events.consumer import EventConsumer
 from api_service.http.errors import error_middleware
 from api_service.http.middleware import request_context_middleware
 from api_service.metrics import Metrics

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
+from shared.inflight import InFlight
 from shared.messages import (
     FAILURE_REASON_MAX,
     AnyJob,
@@ -42,7 +44,7 @@ from shared.topology import (
     Topology,
 )
 from transcode_service.errors import PermanentError
-from transcode_service.handlers import JobTimings, PercentCallback
+from transcode_service.handlers import Deps, Handler, JobTimings, PercentCallback
 from transcode_service.lease import LeaseManager
 from transcode_service.markers import ResultMarkers
 from transcode_service.metrics import Metrics
@@ -53,7 +55,35 @@ log = structlog.get_logger(__name__)
 HEADER_LEASE_WAITS = "x-lease-waits"
 
 Result = CoverReady | TranscodeSucceeded
-Handler = Callable[[AnyJob, PercentCallback, JobTimings], Awaitable[Result]]
+
+
+@dataclass
+class _Run:
+    """What one run of a job reports when it ends (metrics and the summary log line)."""
+
+    attempt: int
+    outcome: str = "unknown"
+    reason: str | None = None
+    timings: JobTimings = field(default_factory=JobTimings)
+    started: float = field(default_factory=time.monotonic)
+
+
+def _record(metrics: Metrics, kind: JobKind, run: _Run) -> None:
+    total = time.monotonic() - run.started
+    metrics.jobs.labels(kind=kind, outcome=run.outcome).inc()
+    metrics.job_duration.labels(kind=kind, outcome=run.outcome).observe(total)
+    for stage, seconds in run.timings.stages.items():
+        metrics.stage_duration.labels(kind=kind, stage=stage).observe(seconds)
+    log.info(
+        "job finished",
+        outcome=run.outcome,
+        attempt=run.attempt,
+        reason=run.reason,
+        total=round(total, 3),
+        timings=run.timings.stages,
+        speed=run.timings.speed,
+        source_size=run.timings.source_size,
+    )
 
 
 def _header_int(message: AbstractIncomingMessage, name: str, default: int) -> int:
@@ -73,6 +103,7 @@ class JobConsumer:
         kind: JobKind,
         queue: AbstractQueue,
         handler: Handler,
+        deps: Deps,
         concurrency: int,
         publisher: Publisher,
         leases: LeaseManager,
@@ -84,6 +115,7 @@ class JobConsumer:
         self.kind = kind
         self._queue = queue
         self._handler = handler
+        self._deps = deps
         self._semaphore = asyncio.Semaphore(concurrency)
         self._publisher = publisher
         self._leases = leases
@@ -91,7 +123,7 @@ class JobConsumer:
         self._metrics = metrics
         self._topology = topology
         self._settings = settings
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = InFlight()
         self._consumer_tag: str | None = None
 
     @property
@@ -114,21 +146,15 @@ class JobConsumer:
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for running jobs, then cancel the rest (ffmpeg is
         stopped, work directories removed, their deliveries left unacked)."""
-        if self._tasks:
-            log.info("waiting for running jobs", kind=self.kind, jobs=len(self._tasks))
-            await asyncio.wait(set(self._tasks), timeout=grace)
-        remaining = set(self._tasks)
-        for task in remaining:
-            task.cancel()
-        if remaining:
-            log.warning("jobs interrupted by shutdown", kind=self.kind, jobs=len(remaining))
-            await asyncio.gather(*remaining, return_exceptions=True)
+        if self._in_flight:
+            log.info("waiting for running jobs", kind=self.kind, jobs=len(self._in_flight))
+        interrupted = await self._in_flight.drain(grace)
+        if interrupted:
+            log.warning("jobs interrupted by shutdown", kind=self.kind, jobs=interrupted)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # Own task per delivery, so shutdown can wait for and cancel each one.
-        task = asyncio.create_task(self.process(message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._in_flight.spawn(self.process(message))
 
     async def process(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -173,63 +199,50 @@ class JobConsumer:
                 await asyncio.shield(self._leases.release(job.kind, job_id))
 
     async def _run_leased(self, message: AbstractIncomingMessage, job: AnyJob) -> None:
-        job_id = str(job.job_id)
-        attempt = _header_int(message, HEADER_ATTEMPT, 1)
-        timings = JobTimings()
-        started = time.monotonic()
-        outcome = "unknown"
-        reason: str | None = None
+        run = _Run(attempt=_header_int(message, HEADER_ATTEMPT, 1))
         self._metrics.in_flight.labels(kind=self.kind).inc()
         try:
-            try:
-                if await self._markers.get(job.video_id, job_id) is not None:
-                    # Finished and its event confirmed earlier; this is a redelivered copy.
-                    outcome = "duplicate"
-                    await self._settle(message.ack())
-                    return
-                result = await self._handler(job, self._progress_callback(job), timings)
-            except PermanentError as exc:
-                outcome, reason = "failed", str(exc)
-                await self._publisher.publish_event(self._failed(job, reason, permanent=True))
-                await self._settle(message.ack())
-                return
-            except asyncio.CancelledError:
-                outcome = "interrupted"
-                raise
-            except Exception as exc:
-                reason = str(exc) or type(exc).__name__
-                log.warning("job failed, transient", attempt=attempt, error=reason, exc_info=True)
-                outcome = await self._retry_or_give_up(message, job, attempt, reason)
-                return
-            # The work is done: a shutdown arriving now must not throw it away, and these
-            # steps take milliseconds, so they run to the end even if we are cancelled.
-            await asyncio.shield(self._complete(message, job, result))
-            outcome = "succeeded"
+            run.outcome = await self._execute(message, job, run)
         except asyncio.CancelledError:
-            outcome = "interrupted"
+            run.outcome = "interrupted"
             raise
         except Exception as exc:
             # Publishing or settling failed (broker or S3 trouble): give the delivery back.
-            outcome, reason = "error", str(exc) or type(exc).__name__
+            run.outcome, run.reason = "error", str(exc) or type(exc).__name__
             log.error("could not complete the job; returning it to the queue", exc_info=True)
             await self._settle(message.nack(requeue=True))
         finally:
             self._metrics.in_flight.labels(kind=self.kind).dec()
-            total = time.monotonic() - started
-            self._metrics.jobs.labels(kind=self.kind, outcome=outcome).inc()
-            self._metrics.job_duration.labels(kind=self.kind, outcome=outcome).observe(total)
-            for stage, seconds in timings.stages.items():
-                self._metrics.stage_duration.labels(kind=self.kind, stage=stage).observe(seconds)
-            log.info(
-                "job finished",
-                outcome=outcome,
-                attempt=attempt,
-                reason=reason,
-                total=round(total, 3),
-                timings=timings.stages,
-                speed=timings.speed,
-                source_size=timings.source_size,
-            )
+            _record(self._metrics, self.kind, run)
+
+    async def _execute(self, message: AbstractIncomingMessage, job: AnyJob, run: _Run) -> str:
+        """Run the handler and settle the delivery; returns the outcome."""
+        try:
+            if await self._markers.get(job.video_id, str(job.job_id)) is not None:
+                # Finished and its event confirmed earlier; this is a redelivered copy.
+                await self._settle(message.ack())
+                return "duplicate"
+            result = await self._handler(job, self._deps, self._progress_callback(job), run.timings)
+        except Exception as exc:  # not CancelledError: a shutdown is not a failure of the job
+            run.reason = str(exc) or type(exc).__name__
+            return await self._on_failure(message, job, run.attempt, exc)
+        # The work is done: a shutdown arriving now must not throw it away, and these
+        # steps take milliseconds, so they run to the end even if we are cancelled.
+        await asyncio.shield(self._complete(message, job, result))
+        return "succeeded"
+
+    async def _on_failure(
+        self, message: AbstractIncomingMessage, job: AnyJob, attempt: int, exc: Exception
+    ) -> str:
+        """The retry decision: a ``PermanentError`` fails the video at once; anything else
+        is retried until ``max_attempts``, then dead-lettered."""
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, PermanentError):
+            await self._publisher.publish_event(self._failed(job, reason, permanent=True))
+            await self._settle(message.ack())
+            return "failed"
+        log.warning("job failed, transient", attempt=attempt, error=reason, exc_info=exc)
+        return await self._retry_or_give_up(message, job, attempt, reason)
 
     async def _complete(
         self, message: AbstractIncomingMessage, job: AnyJob, result: Result

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from shared import keys
-from shared.messages import CoverJob, CoverReady, Rendition, TranscodeJob, TranscodeSucceeded
+from shared.messages import AnyJob, CoverReady, JobKind, Rendition, TranscodeSucceeded
 from shared.settings import WorkerSettings
 from transcode_service import storage
 from transcode_service.cover import extract_cover
@@ -74,7 +74,7 @@ class JobTimings:
 
 
 async def _fetch_and_probe(
-    job: CoverJob | TranscodeJob, deps: Deps, workdir: Path, timings: JobTimings
+    job: AnyJob, deps: Deps, workdir: Path, timings: JobTimings
 ) -> tuple[Path, MediaInfo, int]:
     source = workdir / "source"
     with timings.stage("download"):
@@ -102,7 +102,14 @@ async def _fetch_and_probe(
     return source, info, size
 
 
-async def handle_cover(job: CoverJob, deps: Deps, timings: JobTimings | None = None) -> CoverReady:
+async def handle_cover(
+    job: AnyJob,
+    deps: Deps,
+    on_progress: PercentCallback | None = None,
+    timings: JobTimings | None = None,
+) -> CoverReady:
+    # on_progress is unused (one ffmpeg frame grab has no progress worth reporting); it keeps
+    # one signature for every entry of HANDLERS.
     timings = timings or JobTimings()
     with job_workdir(deps.settings.work_dir, job.kind, str(job.job_id)) as workdir:
         source, info, _ = await _fetch_and_probe(job, deps, workdir, timings)
@@ -137,7 +144,7 @@ def check_complete(result: ProcessResult, info: MediaInfo) -> None:
 
 
 async def handle_transcode(
-    job: TranscodeJob,
+    job: AnyJob,
     deps: Deps,
     on_progress: PercentCallback | None = None,
     timings: JobTimings | None = None,
@@ -218,3 +225,11 @@ async def handle_transcode(
         height=info.display_height,
         source_size=size,
     )
+
+
+Handler = Callable[
+    [AnyJob, Deps, PercentCallback | None, JobTimings | None],
+    Awaitable[CoverReady | TranscodeSucceeded],
+]
+# The consumer of each kind's queue checks a job's kind before calling its handler.
+HANDLERS: dict[JobKind, Handler] = {"cover": handle_cover, "transcode": handle_transcode}

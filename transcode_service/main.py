@@ -22,18 +22,12 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 
 from shared.entrypoint import start
-from shared.messages import CoverJob, TranscodeJob
+from shared.messages import JobKind
 from shared.s3 import s3_client
 from shared.settings import Settings
 from shared.topology import Topology, declare_topology
-from transcode_service.consumer import Handler, JobConsumer, Result
-from transcode_service.handlers import (
-    Deps,
-    JobTimings,
-    PercentCallback,
-    handle_cover,
-    handle_transcode,
-)
+from transcode_service.consumer import JobConsumer
+from transcode_service.handlers import HANDLERS, Deps
 from transcode_service.health import create_app, health_server
 from transcode_service.lease import LeaseManager
 from transcode_service.markers import ResultMarkers
@@ -42,22 +36,6 @@ from transcode_service.publisher import Publisher
 from transcode_service.workdir import clean_stale
 
 log = structlog.get_logger("transcode_service")
-
-
-def _handlers(deps: Deps) -> tuple[Handler, Handler]:
-    async def cover(
-        job: CoverJob | TranscodeJob, progress: PercentCallback, timings: JobTimings
-    ) -> Result:
-        assert isinstance(job, CoverJob)
-        return await handle_cover(job, deps, timings)
-
-    async def transcode(
-        job: CoverJob | TranscodeJob, progress: PercentCallback, timings: JobTimings
-    ) -> Result:
-        assert isinstance(job, TranscodeJob)
-        return await handle_transcode(job, deps, progress, timings)
-
-    return cover, transcode
 
 
 async def run(
@@ -125,22 +103,24 @@ async def run(
         )
         leases = LeaseManager(connection, settings.rabbitmq.prefix)
         markers = ResultMarkers(s3, settings.s3.bucket)
-        cover_handler, transcode_handler = _handlers(deps)
-        for kind, concurrency, handler in (
-            ("cover", worker.cover_concurrency, cover_handler),
-            ("transcode", worker.transcode_concurrency, transcode_handler),
-        ):
+        concurrency_of: dict[JobKind, int] = {
+            "cover": worker.cover_concurrency,
+            "transcode": worker.transcode_concurrency,
+        }
+        for kind, handler in HANDLERS.items():
+            concurrency = concurrency_of[kind]
             # One channel per kind, prefetch = its semaphore: a cover never waits behind a
             # long transcode, and the broker spreads jobs fairly across worker processes.
             channel = await connection.channel(publisher_confirms=False)
             stack.push_async_callback(channel.close)
             await channel.set_qos(prefetch_count=concurrency)
-            queue = await channel.get_queue(topology.job_queue(kind))  # type: ignore[arg-type]
+            queue = await channel.get_queue(topology.job_queue(kind))
             consumers.append(
                 JobConsumer(
-                    kind=kind,  # type: ignore[arg-type]
+                    kind=kind,
                     queue=queue,
                     handler=handler,
+                    deps=deps,
                     concurrency=concurrency,
                     publisher=publisher,
                     leases=leases,

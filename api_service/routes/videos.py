@@ -250,7 +250,7 @@ async def delete_video(request: web.Request) -> web.Response:
         removed += await storage.delete_prefix(prefix)
     async with sessions() as session, session.begin():
         # Unsent jobs go with the video; a job already running finds no row when it
-        # reports back, and its late outputs are cleaned up then (see events.py).
+        # reports back, and its late outputs are cleaned up then (see events/consumer.py).
         await session.execute(
             delete(OutboxMessage).where(
                 OutboxMessage.video_id == video_id, OutboxMessage.sent_at.is_(None)
