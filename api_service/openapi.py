@@ -1,9 +1,11 @@
-"""The OpenAPI 3.1 document, built from the same pydantic models that validate requests,
-and a Swagger UI page served from the installed swagger-ui-bundle (no CDN)."""
+"""The OpenAPI 3.1 document, built by walking the router: each route's method and path come
+from its registration, the rest from the ``@operation`` metadata on its handler
+(``api_service.http.operations``) and the same pydantic models that validate requests.
+Also a Swagger UI page served from the installed swagger-ui-bundle (no CDN)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from aiohttp import web
@@ -12,157 +14,11 @@ from swagger_ui_bundle import swagger_ui_path
 
 from api_service.context import OPENAPI
 from api_service.http.errors import ErrorResponse
-from api_service.http.schemas import (
-    CompleteUploadRequest,
-    CompleteUploadResponse,
-    HealthResponse,
-    InitiateUploadRequest,
-    InitiateUploadResponse,
-    LoginRequest,
-    ReadyResponse,
-    RegisterRequest,
-    TokenResponse,
-    UserResponse,
-    VideoListQuery,
-    VideoListResponse,
-    VideoResponse,
-)
+from api_service.http.operations import Operation, operation_of
 
 DOCS_PATH = "/api/v1/docs"
 OPENAPI_PATH = "/api/v1/openapi.json"
 _REF = "#/components/schemas/{model}"
-
-Auth = Literal["none", "bearer", "optional", "playback"]
-
-
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-    summary: str
-    tag: str
-    status: int = 200
-    request: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    auth: Auth = "none"
-    errors: tuple[int, ...] = ()
-    content_type: str = "application/json"
-
-
-_VIDEO_ID = "/api/v1/videos/{video_id}"
-
-OPERATIONS: tuple[Operation, ...] = (
-    Operation(
-        "post",
-        "/api/v1/users/register",
-        "Create an account",
-        "users",
-        201,
-        RegisterRequest,
-        UserResponse,
-        errors=(400, 409, 413),
-    ),
-    Operation(
-        "post",
-        "/api/v1/users/login",
-        "Log in and get a JWT",
-        "users",
-        200,
-        LoginRequest,
-        TokenResponse,
-        errors=(400, 401, 413),
-    ),
-    Operation(
-        "get",
-        "/api/v1/me",
-        "The calling user",
-        "users",
-        response=UserResponse,
-        auth="bearer",
-        errors=(401,),
-    ),
-    Operation(
-        "post",
-        "/api/v1/videos/upload/initiate",
-        "Create a video and get a presigned PUT URL for its file",
-        "videos",
-        201,
-        InitiateUploadRequest,
-        InitiateUploadResponse,
-        auth="bearer",
-        errors=(400, 401, 413),
-    ),
-    Operation(
-        "post",
-        "/api/v1/videos/upload/complete",
-        "Report the upload done; queues the cover and transcode jobs",
-        "videos",
-        202,
-        CompleteUploadRequest,
-        CompleteUploadResponse,
-        auth="bearer",
-        errors=(400, 401, 404, 409, 413),
-    ),
-    Operation(
-        "get",
-        "/api/v1/videos",
-        "The caller's videos, newest first",
-        "videos",
-        response=VideoListResponse,
-        query=VideoListQuery,
-        auth="bearer",
-        errors=(400, 401),
-    ),
-    Operation(
-        "get",
-        _VIDEO_ID,
-        "One video (online videos are public)",
-        "videos",
-        response=VideoResponse,
-        auth="optional",
-        errors=(401, 404),
-    ),
-    Operation(
-        "delete",
-        _VIDEO_ID,
-        "Delete a video with all its files",
-        "videos",
-        204,
-        auth="bearer",
-        errors=(401, 404),
-    ),
-    Operation(
-        "get",
-        f"{_VIDEO_ID}/hls/master.m3u8",
-        "Signed HLS master playlist",
-        "playback",
-        auth="playback",
-        errors=(401, 404),
-        content_type="application/vnd.apple.mpegurl",
-    ),
-    Operation(
-        "get",
-        _VIDEO_ID + "/hls/{quality}.m3u8",
-        "Signed HLS variant playlist (segments are presigned S3 URLs)",
-        "playback",
-        auth="playback",
-        errors=(401, 404),
-        content_type="application/vnd.apple.mpegurl",
-    ),
-    Operation(
-        "get", "/healthz", "Liveness (no dependencies)", "operations", response=HealthResponse
-    ),
-    Operation(
-        "get",
-        "/readyz",
-        "Readiness: database, broker and storage reachable",
-        "operations",
-        response=ReadyResponse,
-        errors=(503,),
-    ),
-    Operation("get", "/metrics", "Prometheus metrics", "operations", content_type="text/plain"),
-)
 
 _ERROR_DESCRIPTIONS = {
     400: "Malformed JSON or a validation error naming the field",
@@ -186,9 +42,9 @@ class _Components:
         return _REF.format(model=model.__name__)
 
 
-def _parameters(op: Operation, components: _Components) -> list[dict[str, Any]]:
+def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
-    if "{video_id}" in op.path:
+    if "{video_id}" in path:
         params.append(
             {
                 "name": "video_id",
@@ -197,7 +53,7 @@ def _parameters(op: Operation, components: _Components) -> list[dict[str, Any]]:
                 "schema": {"type": "integer", "minimum": 1},
             }
         )
-    if "{quality}" in op.path:
+    if "{quality}" in path:
         params.append(
             {
                 "name": "quality",
@@ -227,11 +83,22 @@ def _parameters(op: Operation, components: _Components) -> list[dict[str, Any]]:
     return params
 
 
-def build_openapi(base_url: str) -> dict[str, Any]:
+def _documented(router: web.UrlDispatcher) -> Iterator[tuple[str, str, Operation]]:
+    """(method, path, metadata) of every route registered with ``@operation``; aiohttp's
+    implicit HEAD routes and undocumented routes (this document, the docs page) are left out."""
+    for route in router.routes():
+        op = operation_of(route.handler)
+        if op is None or route.method == "HEAD" or route.resource is None:
+            continue
+        # canonical drops the regexes: /api/v1/videos/{video_id:\d+} -> /api/v1/videos/{video_id}
+        yield route.method.lower(), route.resource.canonical, op
+
+
+def build_openapi(router: web.UrlDispatcher, base_url: str) -> dict[str, Any]:
     components = _Components()
     error_ref = components.ref(ErrorResponse, "serialization")
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
+    for method, path, op in _documented(router):
         success: dict[str, Any] = {"description": "Success"}
         if op.response is not None:
             success["content"] = {
@@ -240,7 +107,7 @@ def build_openapi(base_url: str) -> dict[str, Any]:
         elif op.status != 204:
             success["content"] = {op.content_type: {"schema": {"type": "string"}}}
         responses: dict[str, Any] = {str(op.status): success}
-        for status in sorted({*op.errors, 503} if op.path.startswith("/api") else op.errors):
+        for status in sorted({*op.errors, 503} if path.startswith("/api") else op.errors):
             responses[str(status)] = {
                 "description": _ERROR_DESCRIPTIONS.get(status, "Error"),
                 "content": {"application/json": {"schema": {"$ref": error_ref}}},
@@ -252,12 +119,12 @@ def build_openapi(base_url: str) -> dict[str, Any]:
         operation: dict[str, Any] = {
             "summary": op.summary,
             "tags": [op.tag],
-            "operationId": f"{op.method}_{op.path.strip('/').replace('/', '_')}".replace("{", "")
+            "operationId": f"{method}_{path.strip('/').replace('/', '_')}".replace("{", "")
             .replace("}", "")
             .replace(".", "_"),
             "responses": responses,
         }
-        params = _parameters(op, components)
+        params = _parameters(path, op)
         if params:
             operation["parameters"] = params
         if op.request is not None:
@@ -273,7 +140,7 @@ def build_openapi(base_url: str) -> dict[str, Any]:
             operation["security"] = [{"bearerAuth": []}]
         elif op.auth == "optional":
             operation["security"] = [{"bearerAuth": []}, {}]
-        paths.setdefault(op.path, {})[op.method] = operation
+        paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",
         "info": {
@@ -321,7 +188,8 @@ async def docs_page(request: web.Request) -> web.Response:
 
 
 def setup_openapi(app: web.Application, base_url: str) -> None:
-    app[OPENAPI] = build_openapi(base_url)
+    """Build the document from the routes registered so far, then serve it and the docs."""
+    app[OPENAPI] = build_openapi(app.router, base_url)
     app.router.add_get(OPENAPI_PATH, openapi_json)
     app.router.add_get(DOCS_PATH, docs_page)
     app.router.add_static(f"{DOCS_PATH}/static", str(swagger_ui_path))

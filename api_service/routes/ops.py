@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from api_service.context import AMQP, ENGINE, METRICS, STORAGE
 from api_service.http.errors import RETRY_AFTER_SECONDS
+from api_service.http.operations import operation
 from api_service.http.schemas import HealthResponse, ReadyResponse
 
 routes = web.RouteTableDef()
@@ -20,6 +21,7 @@ CHECK_TIMEOUT = 3.0
 
 
 @routes.get("/healthz")
+@operation("Liveness (no dependencies)", "operations", response=HealthResponse)
 async def healthz(request: web.Request) -> web.Response:
     # Liveness only: a dependency outage must not get the process restarted.
     return web.json_response(HealthResponse().model_dump())
@@ -44,6 +46,12 @@ async def _check_storage(app: web.Application) -> None:
 
 
 @routes.get("/readyz")
+@operation(
+    "Readiness: database, broker and storage reachable",
+    "operations",
+    response=ReadyResponse,
+    errors=(503,),
+)
 async def readyz(request: web.Request) -> web.Response:
     checks = {
         "database": _check_database,
@@ -68,6 +76,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@operation("Prometheus metrics", "operations", content_type="text/plain")
 async def metrics(request: web.Request) -> web.Response:
     payload = generate_latest(request.app[METRICS].registry)
     response = web.Response(body=payload)

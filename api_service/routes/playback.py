@@ -20,6 +20,7 @@ from api_service.auth.tokens import TokenError, decode_playback_token
 from api_service.context import SESSIONS, SETTINGS, STORAGE
 from api_service.db.models import Video, VideoSource
 from api_service.http.errors import ApiError, not_found, unauthorized
+from api_service.http.operations import operation
 from api_service.http.params import video_id_param
 from api_service.views import variant_url
 from shared.keys import processed_prefix
@@ -102,6 +103,13 @@ async def _load(request: web.Request, key: str) -> str:
 
 
 @routes.get(r"/api/v1/videos/{video_id:\d+}/hls/master.m3u8")
+@operation(
+    "Signed HLS master playlist",
+    "playback",
+    auth="playback",
+    errors=(401, 404),
+    content_type=PLAYLIST_CONTENT_TYPE,
+)
 async def master_playlist(request: web.Request) -> web.Response:
     video_id = video_id_param(request)
     token = _authorize(request, video_id)
@@ -123,6 +131,13 @@ async def master_playlist(request: web.Request) -> web.Response:
 
 
 @routes.get(r"/api/v1/videos/{video_id:\d+}/hls/{quality:[A-Za-z0-9_-]{1,16}}.m3u8")
+@operation(
+    "Signed HLS variant playlist (segments are presigned S3 URLs)",
+    "playback",
+    auth="playback",
+    errors=(401, 404),
+    content_type=PLAYLIST_CONTENT_TYPE,
+)
 async def variant_playlist(request: web.Request) -> web.Response:
     video_id = video_id_param(request)
     _authorize(request, video_id)

@@ -13,6 +13,7 @@ from api_service.context import SESSIONS, SETTINGS
 from api_service.db.models import User
 from api_service.http.body import read_json
 from api_service.http.errors import ApiError, unauthorized
+from api_service.http.operations import operation
 from api_service.http.schemas import (
     LoginRequest,
     RegisterRequest,
@@ -30,6 +31,14 @@ def _user_response(user: User) -> UserResponse:
 
 
 @routes.post("/api/v1/users/register")
+@operation(
+    "Create an account",
+    "users",
+    status=201,
+    request=RegisterRequest,
+    response=UserResponse,
+    errors=(400, 409, 413),
+)
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request, RegisterRequest)
     password_hash = await hash_password(body.password)
@@ -43,6 +52,13 @@ async def register(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/users/login")
+@operation(
+    "Log in and get a JWT",
+    "users",
+    request=LoginRequest,
+    response=TokenResponse,
+    errors=(400, 401, 413),
+)
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginRequest)
     async with request.app[SESSIONS]() as session:
@@ -57,6 +73,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/me")
+@operation("The calling user", "users", response=UserResponse, auth="bearer", errors=(401,))
 async def me(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
     async with request.app[SESSIONS]() as session:

@@ -18,6 +18,7 @@ from api_service.context import OUTBOX_WAKE, SESSIONS, SETTINGS, STORAGE, TOPOLO
 from api_service.db.models import ETAG_MAX, FILE_NAME_MAX, OutboxMessage, Video, VideoSource
 from api_service.http.body import read_json
 from api_service.http.errors import ApiError, not_found
+from api_service.http.operations import operation
 from api_service.http.params import video_id_param
 from api_service.http.schemas import (
     CompleteUploadRequest,
@@ -26,6 +27,7 @@ from api_service.http.schemas import (
     InitiateUploadResponse,
     VideoListQuery,
     VideoListResponse,
+    VideoResponse,
 )
 from api_service.views import video_response
 from shared.keys import raw_key, video_prefixes
@@ -91,6 +93,15 @@ async def _sources_by_video(
 
 
 @routes.post("/api/v1/videos/upload/initiate")
+@operation(
+    "Create a video and get a presigned PUT URL for its file",
+    "videos",
+    status=201,
+    request=InitiateUploadRequest,
+    response=InitiateUploadResponse,
+    auth="bearer",
+    errors=(400, 401, 413),
+)
 async def initiate_upload(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
     settings = request.app[SETTINGS]
@@ -124,6 +135,15 @@ async def initiate_upload(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/videos/upload/complete")
+@operation(
+    "Report the upload done; queues the cover and transcode jobs",
+    "videos",
+    status=202,
+    request=CompleteUploadRequest,
+    response=CompleteUploadResponse,
+    auth="bearer",
+    errors=(400, 401, 404, 409, 413),
+)
 async def complete_upload(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
     settings = request.app[SETTINGS]
@@ -196,6 +216,13 @@ async def complete_upload(request: web.Request) -> web.Response:
 
 
 @routes.get(r"/api/v1/videos/{video_id:\d+}")
+@operation(
+    "One video (online videos are public)",
+    "videos",
+    response=VideoResponse,
+    auth="optional",
+    errors=(401, 404),
+)
 async def get_video(request: web.Request) -> web.Response:
     video_id = video_id_param(request)
     user_id = optional_user_id(request)
@@ -210,6 +237,14 @@ async def get_video(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/videos")
+@operation(
+    "The caller's videos, newest first",
+    "videos",
+    response=VideoListResponse,
+    query=VideoListQuery,
+    auth="bearer",
+    errors=(400, 401),
+)
 async def list_videos(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
     query = VideoListQuery.model_validate(dict(request.query))
@@ -236,6 +271,9 @@ async def list_videos(request: web.Request) -> web.Response:
 
 
 @routes.delete(r"/api/v1/videos/{video_id:\d+}")
+@operation(
+    "Delete a video with all its files", "videos", status=204, auth="bearer", errors=(401, 404)
+)
 async def delete_video(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
     video_id = video_id_param(request)

@@ -1,0 +1,63 @@
+"""OpenAPI metadata, attached to each handler where its route is registered.
+
+``api_service.openapi`` builds the document by walking the router, so the method and path
+come from the route itself and are written once::
+
+    @routes.post("/api/v1/users/register")
+    @operation("Create an account", "users", status=201, request=RegisterRequest, ...)
+    async def register(request: web.Request) -> web.Response: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+Auth = Literal["none", "bearer", "optional", "playback"]
+HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
+
+_ATTRIBUTE = "__openapi_operation__"
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    tag: str
+    status: int = 200
+    request: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    auth: Auth = "none"
+    errors: tuple[int, ...] = ()
+    content_type: str = "application/json"
+
+
+def operation(
+    summary: str,
+    tag: str,
+    *,
+    status: int = 200,
+    request: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    auth: Auth = "none",
+    errors: tuple[int, ...] = (),
+    content_type: str = "application/json",
+) -> Callable[[HandlerT], HandlerT]:
+    """Document the decorated handler (place it below the route decorator)."""
+    op = Operation(summary, tag, status, request, response, query, auth, errors, content_type)
+
+    def attach(handler: HandlerT) -> HandlerT:
+        setattr(handler, _ATTRIBUTE, op)
+        return handler
+
+    return attach
+
+
+def operation_of(handler: object) -> Operation | None:
+    """The metadata attached to ``handler``; None for undocumented routes."""
+    op = getattr(handler, _ATTRIBUTE, None)
+    return op if isinstance(op, Operation) else None
