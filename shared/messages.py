@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -105,6 +105,8 @@ class TranscodeFailed(_Message):
 AnyEvent = CoverReady | TranscodeProgress | TranscodeSucceeded | TranscodeFailed
 Event = Annotated[AnyEvent, Field(discriminator="type")]
 
+MessageT = TypeVar("MessageT")
+
 _JOB_ADAPTER: TypeAdapter[AnyJob] = TypeAdapter(Job)
 _EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 
@@ -128,20 +130,20 @@ def _short(error: ValidationError) -> str:
     return f"invalid message: {where}: {first['msg']}"
 
 
-def parse_job(body: bytes | str) -> AnyJob:
+def _parse(adapter: TypeAdapter[MessageT], body: bytes | str) -> MessageT:
     data = _decode(body)
     try:
-        return _JOB_ADAPTER.validate_python(data)
+        return adapter.validate_python(data)
     except ValidationError as exc:
         raise MessageError(_short(exc)) from None
+
+
+def parse_job(body: bytes | str) -> AnyJob:
+    return _parse(_JOB_ADAPTER, body)
 
 
 def parse_event(body: bytes | str) -> AnyEvent:
-    data = _decode(body)
-    try:
-        return _EVENT_ADAPTER.validate_python(data)
-    except ValidationError as exc:
-        raise MessageError(_short(exc)) from None
+    return _parse(_EVENT_ADAPTER, body)
 
 
 def event_routing_key(event: AnyEvent) -> str:
