@@ -29,6 +29,7 @@ from shared.status import VideoStatus
 routes = web.RouteTableDef()
 
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 _URI_ATTRIBUTE = re.compile(r'URI="([^"]*)"')
 
 
@@ -102,14 +103,14 @@ async def _load(request: web.Request, key: str) -> str:
         raise ApiError(502, "bad_playlist", "playlist is not UTF-8 text") from None
 
 
+def _playlist_operation(summary: str) -> Callable[[Handler], Handler]:
+    return operation(
+        summary, "playback", auth="playback", errors=(401, 404), content_type=PLAYLIST_CONTENT_TYPE
+    )
+
+
 @routes.get(r"/api/v1/videos/{video_id:\d+}/hls/master.m3u8")
-@operation(
-    "Signed HLS master playlist",
-    "playback",
-    auth="playback",
-    errors=(401, 404),
-    content_type=PLAYLIST_CONTENT_TYPE,
-)
+@_playlist_operation("Signed HLS master playlist")
 async def master_playlist(request: web.Request) -> web.Response:
     video_id = video_id_param(request)
     token = _authorize(request, video_id)
@@ -131,13 +132,7 @@ async def master_playlist(request: web.Request) -> web.Response:
 
 
 @routes.get(r"/api/v1/videos/{video_id:\d+}/hls/{quality:[A-Za-z0-9_-]{1,16}}.m3u8")
-@operation(
-    "Signed HLS variant playlist (segments are presigned S3 URLs)",
-    "playback",
-    auth="playback",
-    errors=(401, 404),
-    content_type=PLAYLIST_CONTENT_TYPE,
-)
+@_playlist_operation("Signed HLS variant playlist (segments are presigned S3 URLs)")
 async def variant_playlist(request: web.Request) -> web.Response:
     video_id = video_id_param(request)
     _authorize(request, video_id)
