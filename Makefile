@@ -11,23 +11,23 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PROCFILE ?= Procfile
+# Runs a command with the settings scripts/stack.sh generated (.stack/env: the project's
+# database and broker users); variables already set in the environment win.
+WITH_STACK := scripts/stack.sh exec
 PYTEST_ARGS ?=
 DOCKERFILES := $(wildcard deploy/api.Dockerfile deploy/worker.Dockerfile)
 
-.PHONY: help venv up down status run test lint fmt bench demo clean
+.PHONY: help venv up down status run test test-fresh lint fmt bench demo clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## create .venv and install the project with the dev extra
 
 # Re-installs whenever pyproject.toml is newer than the stamp.
 $(STAMP): pyproject.toml
+	@scripts/stack.sh deps
 	@if [[ ! -x $(PY) ]]; then \
-	  if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null && command -v apt-get >/dev/null; then \
-	    echo "venv: installing python3-venv with apt-get"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
-	  fi; \
 	  echo "venv: creating $(VENV)"; \
 	  rm -rf $(VENV); \
 	  $(PYTHON) -m venv $(VENV); \
@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml
 up: venv ## start MariaDB, RabbitMQ, SeaweedFS (+bucket), then run DB migrations
 	scripts/stack.sh up
 	@echo "migrate: $(BIN)/video-migrate"
-	$(BIN)/video-migrate
+	$(WITH_STACK) $(BIN)/video-migrate
 
 down: ## stop SeaweedFS (MariaDB/RabbitMQ are system services and stay up)
 	scripts/stack.sh down
@@ -48,10 +48,13 @@ status: ## show what is running
 	scripts/stack.sh status
 
 run: up ## API + one worker in the foreground, logs interleaved (Ctrl-C stops all)
-	exec $(BIN)/honcho start -f $(PROCFILE)
+	exec $(WITH_STACK) $(BIN)/honcho start -f $(PROCFILE)
 
 test: up ## run the test suite (extra arguments: PYTEST_ARGS="-k foo -x")
-	$(BIN)/pytest -ra $(PYTEST_ARGS)
+	$(WITH_STACK) $(BIN)/pytest -ra $(PYTEST_ARGS)
+
+test-fresh: ## make test in a fresh Debian container: clone of HEAD, everything installed from nothing
+	scripts/fresh.sh
 
 lint: venv ## ruff check, ruff format --check, mypy, hadolint on the Dockerfiles
 	$(BIN)/ruff check .
@@ -68,10 +71,10 @@ fmt: venv ## format and auto-fix with ruff
 	$(BIN)/ruff check --fix .
 
 bench: up ## performance ratios (python -m bench)
-	$(PY) -m bench
+	$(WITH_STACK) $(PY) -m bench
 
 demo: up ## upload a sample video through the API and print the result (scripts/demo.py)
-	$(PY) scripts/demo.py
+	$(WITH_STACK) $(PY) scripts/demo.py
 
 clean: ## stop SeaweedFS, delete .stack (its data!), caches and .venv
 	scripts/stack.sh down

