@@ -54,7 +54,7 @@ inner=$(
 set -euo pipefail
 step() { printf '\n=== fresh (container): %s\n' "$*"; }
 step "what is installed before: $(dpkg-query -W -f='${Package} ' mariadb-server rabbitmq-server python3 ffmpeg 2>/dev/null || true)(none of mariadb-server, rabbitmq-server, python3, ffmpeg expected)"
-git clone --quiet /src/repo.bundle /root/video-platform
+git -c advice.detachedHead=false clone --quiet /src/repo.bundle /root/video-platform
 cd /root/video-platform
 step "make test at $(git rev-parse --short HEAD)"
 make test ${FRESH_MAKE_ARGS:-}
