@@ -3,8 +3,13 @@
 # Build from the repository root:
 #   docker build -f deploy/api.Dockerfile -t video-platform/api:dev .
 
+# The Python base of both stages. CI's container test (scripts/containers.sh) builds this
+# same file with a local Debian bookworm image (python3 from Debian) in its place, because no
+# registry is reachable there; everything below works with either.
+ARG PYTHON_BASE=python:3.11-slim-bookworm
+
 # ---- builder: resolve and install the distribution into a self-contained venv ----------------
-FROM python:3.11-slim-bookworm AS builder
+FROM ${PYTHON_BASE} AS builder
 
 # A C toolchain only in this stage, for any dependency without a wheel for this platform;
 # none of it reaches the final image.
@@ -15,7 +20,7 @@ RUN apt-get update \
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 ENV PATH="/opt/venv/bin:${PATH}"
 
 WORKDIR /src
@@ -30,7 +35,7 @@ COPY transcode_service ./transcode_service
 RUN pip install --no-cache-dir ".[api]"
 
 # ---- final: slim runtime, no compilers, non-root ----------------------------------------------
-FROM python:3.11-slim-bookworm
+FROM ${PYTHON_BASE}
 
 LABEL org.opencontainers.image.title="video-platform-api" \
       org.opencontainers.image.description="Video platform HTTP API (video-api, video-migrate)" \
