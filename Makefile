@@ -17,10 +17,10 @@ WITH_STACK := scripts/stack.sh exec
 PYTEST_ARGS ?=
 DOCKERFILES := $(wildcard deploy/api.Dockerfile deploy/worker.Dockerfile)
 
-.PHONY: help venv up down status run test test-fresh lint fmt bench demo clean
+.PHONY: help venv up down status run test test-containers test-fresh lint fmt bench demo clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## create .venv and install the project with the dev extra
 
@@ -52,6 +52,9 @@ run: up ## API + one worker in the foreground, logs interleaved (Ctrl-C stops al
 
 test: up ## run the test suite (extra arguments: PYTEST_ARGS="-k foo -x")
 	$(WITH_STACK) $(BIN)/pytest -ra $(PYTEST_ARGS)
+
+test-containers: up ## build the API/worker images (Podman) and run the upload flow through them
+	$(WITH_STACK) scripts/containers.sh
 
 test-fresh: ## make test in a fresh Debian container: clone of HEAD, everything installed from nothing
 	scripts/fresh.sh

@@ -145,7 +145,10 @@ start_service() {
 password_in() {
     local file=$1
     if [[ ! -s $file ]]; then
-        (umask 077 && tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32 >"$file")
+        # 24 random bytes in base64, only letters and digits kept (safe in URLs and SQL).
+        local raw
+        raw=$(head -c 24 /dev/urandom | base64)
+        (umask 077 && printf '%s' "${raw//[^A-Za-z0-9]/}" >"$file")
     fi
     cat "$file"
 }
