@@ -17,7 +17,7 @@ WITH_STACK := scripts/stack.sh exec
 PYTEST_ARGS ?=
 DOCKERFILES := $(wildcard deploy/api.Dockerfile deploy/worker.Dockerfile)
 
-.PHONY: help venv up down status run test test-containers test-fresh lint fmt bench demo clean
+.PHONY: help venv up down status run test test-containers test-fresh lock lint fmt bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -58,6 +58,17 @@ test-containers: up ## build the API/worker images (Podman) and run the upload f
 
 test-fresh: ## make test in a fresh Debian container: clone of HEAD, everything installed from nothing
 	scripts/fresh.sh
+
+# The images install exactly these (with hashes); regenerate after changing a dependency in
+# pyproject.toml. tests/deploy checks that every dependency of the extra is in its lock.
+lock: venv ## regenerate deploy/requirements/*.txt (hash-pinned image dependencies) with uv
+	$(BIN)/uv pip compile pyproject.toml --extra api --generate-hashes --universal \
+	  --python-version 3.11 --custom-compile-command 'make lock' --quiet \
+	  -o deploy/requirements/api.txt
+	# The worker image: the base dependencies only.
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --universal \
+	  --python-version 3.11 --custom-compile-command 'make lock' --quiet \
+	  -o deploy/requirements/worker.txt
 
 lint: venv ## ruff check, ruff format --check, mypy, hadolint on the Dockerfiles
 	$(BIN)/ruff check .

@@ -24,15 +24,20 @@ RUN python3 -m venv /opt/venv
 ENV PATH="/opt/venv/bin:${PATH}"
 
 WORKDIR /src
+# Dependencies first, exactly the versions in deploy/requirements/api.txt (`make lock`;
+# make test-containers runs these images in CI), every file checked against its hash. This
+# layer is rebuilt only when the lock changes, not on every source change.
+COPY deploy/requirements/api.txt ./requirements.txt
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.txt
+
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY api_service ./api_service
 COPY transcode_service ./transcode_service
-# DL3013 wants every pip requirement pinned; this installs the local project, whose
-# dependency ranges live in pyproject.toml (the repository has no lock file yet). Pass
-# Once a lock/constraints file exists, add "--constraint <file>" here.
+# The project itself, resolving nothing again (--no-deps: its dependencies are above).
+# DL3013 wants a pinned version; this is the local project, not a registry package.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[api]"
+RUN pip install --no-cache-dir --no-deps ".[api]"
 
 # ---- final: slim runtime, no compilers, non-root ----------------------------------------------
 FROM ${PYTHON_BASE}

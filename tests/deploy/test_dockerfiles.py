@@ -1,5 +1,5 @@
-"""The Dockerfiles pass hadolint (no findings at all) and have the promised shape.
-Nothing can be built here (no Docker engine), so this is static."""
+"""The Dockerfiles pass hadolint (no findings at all) and have the promised shape. This is
+static; `make test-containers` builds and runs them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.deploy.manifests import DEPLOY, DOCKERFILES, REPO, hadolint_executable, run_hadolint
 
@@ -74,7 +76,9 @@ def test_ffmpeg_only_in_worker_image() -> None:
     assert re.search(r"^EXPOSE 8001$", final, re.MULTILINE)
     assert re.search(r'^CMD \["video-worker"\]$', final, re.MULTILINE)
     assert re.search(r'^CMD \["video-api"\]$', _stages(api)[1], re.MULTILINE)
-    assert re.search(r"^RUN pip install --no-cache-dir \.$", worker.read_text(), re.MULTILINE)
+    assert re.search(
+        r"^RUN pip install --no-cache-dir --no-deps \.$", worker.read_text(), re.MULTILINE
+    )
     assert '".[api]"' in api.read_text()
 
 
@@ -86,3 +90,54 @@ def test_dockerignore_keeps_the_context_small() -> None:
     for kept in ("pyproject.toml", "shared", "api_service", "transcode_service"):
         assert kept not in lines
     assert "!README.md" in lines
+    assert "!deploy/requirements" in lines  # the locks the images install
+
+
+def _locked(extra: str) -> dict[str, str]:
+    """name -> pinned version of deploy/requirements/<extra>.txt; every pin carries hashes."""
+    text = (DEPLOY / "requirements" / f"{extra}.txt").read_text()
+    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
+    pins: dict[str, str] = {}
+    for entry in entries:
+        first = entry.split(" ", 1)[0]
+        name, _, version = first.partition("==")
+        assert version, f"{extra}.txt: {first!r} is not pinned with =="
+        assert "--hash=sha256:" in entry, f"{extra}.txt: {name} has no hash"
+        pins[canonicalize_name(name)] = version
+    return pins
+
+
+@pytest.mark.parametrize("extra", ["api", "worker"])
+def test_lock_covers_every_dependency_of_the_image(extra: str) -> None:
+    """An image installs with --no-deps from its lock, so a dependency added to pyproject.toml
+    without `make lock` would be missing at run time: fail here instead."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"]]
+    # The worker image installs the base dependencies only (there is no worker extra).
+    if extra != "worker":
+        wanted += [Requirement(r) for r in project["optional-dependencies"][extra]]
+    locked = _locked(extra)
+    for req in wanted:
+        name = canonicalize_name(req.name)
+        assert name in locked, f"{name} missing from deploy/requirements/{extra}.txt: make lock"
+        assert req.specifier.contains(locked[name]), f"{name}=={locked[name]} outside {req}"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dependencies_from_the_lock_before_the_source(dockerfile: Path) -> None:
+    builder = _stages(dockerfile)[0]
+    extra = dockerfile.name.split(".")[0]
+    lock = builder.index(f"COPY deploy/requirements/{extra}.txt ./requirements.txt")
+    install = builder.index(
+        "pip install --no-cache-dir --require-hashes --no-deps -r requirements.txt"
+    )
+    source = builder.index("COPY shared ./shared")
+    project_install = (
+        "pip install --no-cache-dir --no-deps ."
+        if extra == "worker"
+        else f'pip install --no-cache-dir --no-deps ".[{extra}]"'
+    )
+    project = builder.index(project_install)
+    assert lock < install < source < project
