@@ -15,7 +15,7 @@ PROCFILE ?= Procfile
 # database and broker users); variables already set in the environment win.
 WITH_STACK := scripts/stack.sh exec
 PYTEST_ARGS ?=
-DOCKERFILES := $(wildcard deploy/api.Dockerfile deploy/worker.Dockerfile)
+DOCKERFILES := $(wildcard deploy/*.Dockerfile)
 
 .PHONY: help venv up down status run test test-containers test-fresh lock lint fmt bench demo clean
 
@@ -69,6 +69,9 @@ lock: venv ## regenerate deploy/requirements/*.txt (hash-pinned image dependenci
 	$(BIN)/uv pip compile pyproject.toml --generate-hashes --universal \
 	  --python-version 3.11 --custom-compile-command 'make lock' --quiet \
 	  -o deploy/requirements/worker.txt
+	$(BIN)/uv pip compile deploy/requirements/seaweedfs.in --generate-hashes --universal \
+	  --python-version 3.11 --custom-compile-command 'make lock' --quiet \
+	  -o deploy/requirements/seaweedfs.txt
 
 lint: venv ## ruff check, ruff format --check, mypy, hadolint on the Dockerfiles
 	$(BIN)/ruff check .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.manifests import (
+    DEPLOY,
     ManifestInvalid,
     interpolate_compose,
     load_compose,
@@ -45,13 +47,15 @@ def test_stack_services_and_dependencies() -> None:
     services = _services()
     assert services["mysql"]["image"] == "mysql:8.4"
     assert services["rabbitmq"]["image"] == "rabbitmq:3.13-management"
-    for name in ("mysql", "rabbitmq", "minio"):
+    assert services["seaweedfs"]["build"]["dockerfile"] == "deploy/seaweedfs.Dockerfile"
+    assert services["createbuckets"]["image"] == services["seaweedfs"]["image"]
+    for name in ("mysql", "rabbitmq", "seaweedfs"):
         assert services[name]["healthcheck"]["test"], name
     conditions = {
         name: {dep: spec["condition"] for dep, spec in svc.get("depends_on", {}).items()}
         for name, svc in services.items()
     }
-    assert conditions["createbuckets"] == {"minio": "service_healthy"}
+    assert conditions["createbuckets"] == {"seaweedfs": "service_healthy"}
     assert conditions["migrate"] == {"mysql": "service_healthy"}
     assert conditions["api"] == {
         "migrate": "service_completed_successfully",
@@ -107,8 +111,40 @@ def test_app_services_load_their_settings(monkeypatch: pytest.MonkeyPatch) -> No
         if name != "worker":
             settings.ensure_production_safe()
             assert settings.server.host == "0.0.0.0"
-        assert settings.s3.presign_endpoint == "http://localhost:9000"
-        assert settings.s3.endpoint_url.host == "minio"
+        assert settings.s3.presign_endpoint == "http://localhost:8333"
+        assert settings.s3.endpoint_url.host == "seaweedfs"
+
+
+def test_images_exist_or_are_built_here() -> None:
+    """Every service either builds from this repository or names an image that registries
+    still serve; the minio/minio and minio/mc images are gone from Docker Hub."""
+    for name, service in _services().items():
+        image = service.get("image", "")
+        assert "minio" not in image, name
+        if not image.startswith("video-platform/"):
+            assert image in {"mysql:8.4", "rabbitmq:3.13-management"}, f"{name}: {image}"
+
+
+def test_s3_credentials_match_the_seaweedfs_identity() -> None:
+    identities = json.loads((DEPLOY / "seaweedfs" / "s3.json").read_text())["identities"]
+    keys = {(c["accessKey"], c["secretKey"]) for i in identities for c in i["credentials"]}
+    env = _services()["api"]["environment"]
+    pair = (
+        interpolate_compose(env["VIDEO_S3__ACCESS_KEY"]),
+        interpolate_compose(env["VIDEO_S3__SECRET_KEY"]),
+    )
+    assert pair in keys
+
+
+def test_env_example_names_every_variable_compose_reads() -> None:
+    text = (DEPLOY / "compose.yaml").read_text()
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)[:}]", text))
+    example = {
+        line.split("=", 1)[0]
+        for line in (DEPLOY / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert used == example
 
 
 def test_worker_has_no_database_credentials() -> None:
