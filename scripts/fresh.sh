@@ -85,6 +85,7 @@ rc=0
 pm run --name "$NAME" --hostname fresh \
     --volume "$work:/src:ro" \
     --env CI="${CI:-true}" --env FRESH_MAKE_ARGS="${FRESH_MAKE_ARGS:-}" \
+    --env PIP_RETRIES=10 \
     "${env_flags[@]}" \
     "$IMAGE" bash -c "$inner" || rc=$?
 stamp "done, exit $rc"

@@ -242,6 +242,46 @@ def test_ingress_routes_to_the_api_service(kustomization: str) -> None:
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_ingress_does_not_expose_metrics_or_probes(kustomization: str) -> None:
+    ingress = find(render(kustomization), "Ingress", "video-api")
+    paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths
+    for internal in ("/metrics", "/healthz", "/readyz"):
+        for path in paths:
+            assert not internal.startswith(path["path"].rstrip("/") + "/"), (internal, path)
+            assert internal != path["path"].rstrip("/"), (internal, path)
+    assert any("/api/v1/videos".startswith(p["path"]) for p in paths)
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_api_prestop_fits_in_the_grace_period(kustomization: str) -> None:
+    docs = render(kustomization)
+    spec = pod_spec(find(docs, "Deployment", "video-api"))
+    container = spec["containers"][0]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    shutdown = float(container_env(docs, container).get("VIDEO_SERVER__SHUTDOWN_TIMEOUT", "10"))
+    assert float(command[1]) + shutdown < spec["terminationGracePeriodSeconds"]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_network_policies_select_the_workloads_and_name_real_ports(kustomization: str) -> None:
+    docs = render(kustomization)
+    for name, kind in (("video-api", "Deployment"), ("video-worker", "Deployment")):
+        policy = find(docs, "NetworkPolicy", name)
+        template = find(docs, kind, name)["spec"]["template"]
+        selector = policy["spec"]["podSelector"]["matchLabels"]
+        assert selector.items() <= template["metadata"]["labels"].items()
+        ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        for rule in policy["spec"]["ingress"]:
+            assert {p["port"] for p in rule["ports"]} <= ports
+    migrate = find(docs, "NetworkPolicy", "video-migrate")
+    assert "ingress" not in migrate["spec"]  # deny all
+    job = find(docs, "Job", "video-migrate")["spec"]["template"]["metadata"]["labels"]
+    assert migrate["spec"]["podSelector"]["matchLabels"].items() <= job.items()
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_worker_scratch_is_a_bounded_emptydir_at_the_work_dir(kustomization: str) -> None:
     docs = render(kustomization)
     spec = pod_spec(find(docs, "Deployment", "video-worker"))
