@@ -88,19 +88,28 @@ from shared.topology import Topology, delete_topology
 async def main() -> None:
     s = load_settings()
     url = make_url(s.database.url.get_secret_value())
-    engine = create_async_engine(url.set(database=""))
-    async with engine.begin() as conn:
-        await conn.execute(text(f"DROP DATABASE IF EXISTS `{url.database}`"))
-    await engine.dispose()
-    async with s3_client(s.s3) as s3:
-        paginator = s3.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=s.s3.bucket):
-            for obj in page.get("Contents", []):
-                await s3.delete_object(Bucket=s.s3.bucket, Key=obj["Key"])
-        await s3.delete_bucket(Bucket=s.s3.bucket)
-    connection = await aio_pika.connect(s.rabbitmq.url.get_secret_value())
-    async with connection:
-        await delete_topology(await connection.channel(), Topology.from_settings(s.rabbitmq))
+    try:
+        engine = create_async_engine(url.set(database=""))
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS `{url.database}`"))
+        await engine.dispose()
+    except Exception as exc:  # cleanup goes on with the rest
+        print(f"cleanup: database {url.database}: {exc}")
+    try:
+        async with s3_client(s.s3) as s3:
+            paginator = s3.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=s.s3.bucket):
+                for obj in page.get("Contents", []):
+                    await s3.delete_object(Bucket=s.s3.bucket, Key=obj["Key"])
+            await s3.delete_bucket(Bucket=s.s3.bucket)
+    except Exception as exc:
+        print(f"cleanup: bucket {s.s3.bucket}: {exc}")
+    try:
+        connection = await aio_pika.connect(s.rabbitmq.url.get_secret_value())
+        async with connection:
+            await delete_topology(await connection.channel(), Topology.from_settings(s.rabbitmq))
+    except Exception as exc:
+        print(f"cleanup: queues {s.rabbitmq.prefix}*: {exc}")
 
 
 asyncio.run(main())
