@@ -125,7 +125,7 @@ podman_base "$BASE" python3,python3-venv,ca-certificates
 for image in api worker; do
     stamp "build $image image from deploy/$image.Dockerfile"
     # The Dockerfile's pip must trust what this machine trusts (a TLS-intercepting proxy's CA).
-    pm build --quiet --layers --format docker \
+    pm build --quiet --layers --format docker "${PODMAN_DNS_FLAGS[@]}" \
         --build-arg "PYTHON_BASE=$BASE" \
         --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
         --env PIP_CERT=/etc/ssl/certs/ca-certificates.crt \

@@ -86,6 +86,7 @@ pm run --name "$NAME" --hostname fresh \
     --volume "$work:/src:ro" \
     --env CI="${CI:-true}" --env FRESH_MAKE_ARGS="${FRESH_MAKE_ARGS:-}" \
     --env PIP_RETRIES=10 \
+    "${PODMAN_DNS_FLAGS[@]}" \
     "${env_flags[@]}" \
     "$IMAGE" bash -c "$inner" || rc=$?
 stamp "done, exit $rc"

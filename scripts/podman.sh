@@ -27,6 +27,12 @@ PASSTHROUGH_ENV=(
     REQUESTS_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR
 )
 
+# Resolver options for containers and builds behind Podman's NAT: glibc sends the A and AAAA
+# queries from one socket at once, and under load the NAT's connection tracking can drop one
+# answer ("Temporary failure in name resolution" from pip); reopening the socket per query
+# avoids that race.
+PODMAN_DNS_FLAGS=(--dns-option=single-request-reopen)
+
 podman_say() { printf 'podman: %s\n' "$*"; }
 
 pm() { podman "$@"; }
