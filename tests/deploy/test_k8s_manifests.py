@@ -8,8 +8,10 @@ import pytest
 
 from tests.deploy.manifests import (
     KUSTOMIZATIONS,
+    SECRET_NAMES,
     ManifestInvalid,
     find,
+    generated_name,
     label,
     pod_spec,
     render,
@@ -29,15 +31,15 @@ def test_every_rendered_object_validates(kustomization: str) -> None:
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_expected_objects_present(kustomization: str) -> None:
-    kinds = {label(doc) for doc in render(kustomization)}
+    kinds = {generated_name(doc) for doc in render(kustomization)}
+    if kustomization != "base":
+        expected_secrets = {f"Secret/{name}" for name in SECRET_NAMES}
+        assert expected_secrets <= kinds, expected_secrets - kinds
     expected = {
         "Namespace/video-platform" if kustomization != "overlays/dev" else "Namespace/video-dev",
         "ConfigMap/video-common",
         "ConfigMap/video-api",
         "ConfigMap/video-worker",
-        "Secret/video-api-secrets",
-        "Secret/video-shared-secrets",
-        "Secret/video-keda-rabbitmq",
         "Deployment/video-api",
         "Service/video-api",
         "Ingress/video-api",
