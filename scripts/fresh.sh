@@ -10,6 +10,11 @@
 # apt mirror, proxy and CA settings (scripts/podman.sh). The base image is cached in Podman's
 # storage; everything else starts from nothing on every run.
 #
+# Downloads (apt's .deb files, pip's HTTP cache) are kept between runs on the same machine in
+# FRESH_CACHE_DIR (default /var/cache/video-platform/fresh; FRESH_CACHE_DIR= disables it):
+# the packages are still installed from nothing every time, only not downloaded again. An
+# empty cache, as on a new machine, works the same, just slower.
+#
 #   FRESH_KEEP=1      keep the container after the run (to look around: podman exec -it NAME bash)
 #   FRESH_MAKE_ARGS   extra arguments for the inner `make test`, e.g. PYTEST_ARGS="-x"
 set -euo pipefail
@@ -46,6 +51,17 @@ if [[ -n $(git status --porcelain --untracked-files=no) ]]; then
 fi
 
 mapfile -t env_flags < <(passthrough_env_flags)
+
+cache_flags=()
+FRESH_CACHE_DIR=${FRESH_CACHE_DIR-/var/cache/video-platform/fresh}
+if [[ -n $FRESH_CACHE_DIR ]]; then
+    mkdir -p "$FRESH_CACHE_DIR/apt" "$FRESH_CACHE_DIR/pip"
+    cache_flags=(
+        --volume "$FRESH_CACHE_DIR/apt:/var/cache/apt/archives"
+        --volume "$FRESH_CACHE_DIR/pip:/root/.cache/pip"
+    )
+    echo "fresh: download cache $FRESH_CACHE_DIR ($(du -sh "$FRESH_CACHE_DIR" 2>/dev/null | cut -f1))"
+fi
 
 # Inside the container. `make test` is the README's command, unchanged; then the README's
 # `make run` and its curl walkthrough, taken from README.md itself.
@@ -87,6 +103,7 @@ pm run --name "$NAME" --hostname fresh \
     --env CI="${CI:-true}" --env FRESH_MAKE_ARGS="${FRESH_MAKE_ARGS:-}" \
     --env PIP_RETRIES=10 \
     "${PODMAN_DNS_FLAGS[@]}" \
+    "${cache_flags[@]}" \
     "${env_flags[@]}" \
     "$IMAGE" bash -c "$inner" || rc=$?
 stamp "done, exit $rc"
