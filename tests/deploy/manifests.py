@@ -223,7 +223,15 @@ def setting_for(env_name: str) -> str | None:
 
 
 def configmap_data(docs: list[Manifest], name: str) -> dict[str, str]:
-    data = find(docs, "ConfigMap", name).get("data", {})
+    """By its name or, for a generated ConfigMap, by the name before the content hash."""
+    matches = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap"
+        and (d["metadata"]["name"] == name or generated_name(d) == f"ConfigMap/{name}")
+    ]
+    assert len(matches) == 1, f"expected one ConfigMap/{name}, found {len(matches)}"
+    data = matches[0].get("data", {})
     return {str(k): str(v) for k, v in data.items()}
 
 

@@ -274,6 +274,18 @@ def test_secrets_are_generated_and_referenced_by_their_hashed_names(kustomizatio
                     assert source["secretRef"]["name"] in secrets
 
 
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_workloads_read_generated_configmaps(kustomization: str) -> None:
+    """Hashed ConfigMap names: a settings change gives new names, so the pods roll."""
+    docs = render(kustomization)
+    for kind, name in WORKLOADS:
+        for container in pod_spec(find(docs, kind, name))["containers"]:
+            refs = [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s]
+            assert refs
+            for ref in refs:
+                assert re.fullmatch(r"video-(common|api|worker)-[a-z0-9]{10}", ref), ref
+
+
 def test_prod_api_and_workers_use_different_rabbitmq_users() -> None:
     docs = render("overlays/prod")
     users = {}
