@@ -344,8 +344,17 @@ def test_worker_scratch_is_a_bounded_emptydir_at_the_work_dir(kustomization: str
     work_dir = container_env(docs, container)["VIDEO_WORKER__WORK_DIR"]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volume = {v["name"]: v for v in spec["volumes"]}[mounts[work_dir]]
-    assert volume["emptyDir"]["sizeLimit"]
+    if kustomization == "overlays/prod":
+        # A per-pod volume (generic ephemeral volume), not the node's root disk.
+        assert "emptyDir" not in volume
+        claim = volume["ephemeral"]["volumeClaimTemplate"]["spec"]
+        assert claim["resources"]["requests"]["storage"]
+    else:
+        assert volume["emptyDir"]["sizeLimit"]
     assert container["resources"]["limits"]["ephemeral-storage"]
+    # Requests a common node root disk (often 50-100 GiB, shared by every pod) can hold.
+    request = container["resources"]["requests"]["ephemeral-storage"]
+    assert request.endswith("Gi") and int(request[:-2]) <= 12, request
 
 
 def _consumer_timeout(text: str) -> int:
