@@ -9,8 +9,8 @@
 #      the end; `video-migrate` from the API image creates the schema.
 #   3. API + worker A containers (--network host: the presigned S3 URLs name 127.0.0.1:8333,
 #      which must mean the same thing to the containers and to the client); the flow uploads a
-#      clip; once its transcode runs, worker B starts and worker A gets `podman stop`; the
-#      job goes back to the queue and B finishes it; the playback URL plays.
+#      clip; once its transcode runs, worker A gets `podman stop` (its job goes back to the
+#      queue), worker B starts and finishes it; the playback URL plays.
 #
 # Expects the settings in the environment (make runs it through `scripts/stack.sh exec`).
 set -euo pipefail
@@ -138,12 +138,12 @@ stamp "run $RUN: database, bucket, migrations (video-migrate in the API image)"
 pm run --rm --network host "${common_env[@]}" "$API_IMAGE" video-migrate
 
 stamp "start API (127.0.0.1:$API_PORT) and worker A"
-pm run -d --name "ctr-$RUN-api" --network host "${common_env[@]}" \
+pm run -d --name "ctr-$RUN-api" --network host --health-interval=disable "${common_env[@]}" \
     --env VIDEO_SERVER__HOST=127.0.0.1 --env "VIDEO_SERVER__PORT=$API_PORT" \
     --env "VIDEO_SERVER__PUBLIC_BASE_URL=http://127.0.0.1:$API_PORT" \
     "$API_IMAGE" >/dev/null
 start_worker() { # NAME HEALTH_PORT
-    pm run -d --name "ctr-$RUN-worker-$1" --network host "${common_env[@]}" \
+    pm run -d --name "ctr-$RUN-worker-$1" --network host --health-interval=disable "${common_env[@]}" \
         --env VIDEO_WORKER__HEALTH_HOST=127.0.0.1 --env "VIDEO_WORKER__HEALTH_PORT=$2" \
         --env VIDEO_WORKER__SHUTDOWN_GRACE=2 \
         "$WORKER_IMAGE" >/dev/null
@@ -162,14 +162,16 @@ wait_ready "http://127.0.0.1:$API_PORT/readyz" "ctr-$RUN-api"
 wait_ready "http://127.0.0.1:$HEALTH_A/readyz" "ctr-$RUN-worker-a"
 
 stamp "flow: upload -> cover -> transcode; worker A stopped mid-transcode, worker B finishes"
+# Podman's healthcheck timers need systemd; the flow polls the health endpoints itself.
 hook="set -e
 $(declare -f pm start_worker wait_ready)
 export CONTAINERS_CONF='$CONTAINERS_CONF' RUN='$RUN' WORKER_IMAGE='$WORKER_IMAGE'
 common_env=($(printf '%q ' "${common_env[@]}"))
+echo 'containers: podman stop worker A (mid-transcode)'
+podman stop --time 10 ctr-$RUN-worker-a >/dev/null
+echo 'containers: start worker B'
 start_worker b $HEALTH_B
-wait_ready http://127.0.0.1:$HEALTH_B/readyz ctr-$RUN-worker-b
-echo 'containers: podman stop worker A'
-podman stop --time 10 ctr-$RUN-worker-a >/dev/null"
+wait_ready http://127.0.0.1:$HEALTH_B/readyz ctr-$RUN-worker-b"
 "$PY" scripts/container_flow.py --api "http://127.0.0.1:$API_PORT" --on-transcoding "$hook"
 
 # The job really moved: A was interrupted, B finished a transcode.
