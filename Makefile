@@ -15,9 +15,10 @@ PROCFILE ?= Procfile
 # database and broker users); variables already set in the environment win.
 WITH_STACK := scripts/stack.sh exec
 PYTEST_ARGS ?=
+WEB_STAMP := web/node_modules/.package-lock.json
 DOCKERFILES := $(wildcard deploy/*.Dockerfile)
 
-.PHONY: help venv up down status run test test-containers test-fresh lock lint fmt bench demo clean
+.PHONY: help venv web up down status run test test-containers test-fresh lock lint fmt bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -36,6 +37,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+web: $(WEB_STAMP) ## npm packages of the web page (hls.js) and Debian's Chromium for its tests
+
+# npm ci installs exactly web/package-lock.json into web/node_modules (git-ignored).
+$(WEB_STAMP): web/package.json web/package-lock.json
+	scripts/browser-deps.sh
+	npm ci --prefix web --no-audit --no-fund --loglevel=error
+	@touch $@
+
 up: venv ## start MariaDB, RabbitMQ, SeaweedFS (+bucket), then run DB migrations
 	scripts/stack.sh up
 	@echo "migrate: $(BIN)/video-migrate"
@@ -47,10 +56,10 @@ down: ## stop SeaweedFS (MariaDB/RabbitMQ are system services and stay up)
 status: ## show what is running
 	scripts/stack.sh status
 
-run: up ## API + one worker in the foreground, logs interleaved (Ctrl-C stops all)
+run: up web ## API + one worker in the foreground, logs interleaved (Ctrl-C stops all)
 	exec $(WITH_STACK) $(BIN)/honcho start -f $(PROCFILE)
 
-test: up ## run the test suite (extra arguments: PYTEST_ARGS="-k foo -x")
+test: up web ## run the test suite (extra arguments: PYTEST_ARGS="-k foo -x")
 	$(WITH_STACK) $(BIN)/pytest -ra $(PYTEST_ARGS)
 
 test-containers: up ## build the API/worker images (Podman) and run the upload flow through them
@@ -95,5 +104,5 @@ demo: up ## upload a sample video through the API and print the result (scripts/
 
 clean: ## stop SeaweedFS, delete .stack (its data!), caches and .venv
 	scripts/stack.sh down
-	rm -rf .stack .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist $(VENV)
+	rm -rf .stack .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist $(VENV) web/node_modules tests/.artifacts
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

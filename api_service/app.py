@@ -25,13 +25,15 @@ from api_service.context import (
 )
 from api_service.db.engine import make_engine, make_sessionmaker
 from api_service.events.consumer import EventConsumer
+from api_service.http.cors import setup_cors
 from api_service.http.errors import error_middleware
 from api_service.http.middleware import request_context_middleware
 from api_service.metrics import Metrics
 from api_service.openapi import setup_openapi
 from api_service.outbox import OutboxRelay
-from api_service.routes import ops, playback, users, videos
+from api_service.routes import live, ops, playback, users, videos
 from api_service.storage import open_storage
+from api_service.webapp import setup_webapp
 from shared.settings import Settings
 from shared.topology import Topology, declare_topology
 
@@ -128,7 +130,9 @@ def create_app(
         app.cleanup_ctx.append(_outbox_relay)
     if run_consumers:
         app.cleanup_ctx.append(_event_consumer)
-    for table in (users.routes, videos.routes, playback.routes, ops.routes):
+    for table in (users.routes, videos.routes, playback.routes, live.routes, ops.routes):
         app.router.add_routes(table)
     setup_openapi(app, str(settings.server.public_base_url).rstrip("/"))
+    setup_webapp(app, settings.server.hlsjs_dir)
+    setup_cors(app, settings.server.cors_origins)  # last: it covers the routes that exist
     return app

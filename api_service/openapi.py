@@ -73,6 +73,16 @@ def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
                 "description": "Playback token from playback_url",
             }
         )
+    if op.auth == "events":
+        params.append(
+            {
+                "name": "token",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "Events token from the video's events_url",
+            }
+        )
     if op.query is not None:
         schema = op.query.model_json_schema(ref_template=_REF)
         required = set(schema.get("required", []))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from api_service.auth.tokens import issue_playback_token
+from api_service.auth.tokens import issue_events_token, issue_playback_token
 from api_service.db.models import Video, VideoSource
 from api_service.http.schemas import SourceResponse, VideoResponse
 from api_service.storage import Storage
@@ -23,6 +23,14 @@ def variant_url(settings: Settings, video_id: int, quality: str, token: str) -> 
 
 def master_url(settings: Settings, video_id: int, token: str) -> str:
     return f"{hls_base_url(settings, video_id)}/master.m3u8?token={token}"
+
+
+def events_url(settings: Settings, video_id: int) -> str:
+    """The live-progress stream with its own video-scoped token: EventSource cannot send an
+    Authorization header."""
+    token = issue_events_token(settings.auth, video_id).token
+    base = str(settings.server.public_base_url).rstrip("/")
+    return f"{base}/api/v1/videos/{video_id}/events?token={token}"
 
 
 async def video_response(
@@ -58,5 +66,6 @@ async def video_response(
         cover_url=cover_url,
         sources=source_items,
         playback_url=playback_url,
+        events_url=events_url(settings, video.id),
         created_at=video.created_at,
     )

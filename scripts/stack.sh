@@ -471,6 +471,7 @@ cmd_up() {
     probe database create
     probe amqp
     probe bucket create
+    "$PY" -m shared.bucket_cors  # browsers PUT uploads and GET segments cross-origin
 }
 
 cmd_down() {

@@ -10,6 +10,7 @@ use the prefix ``VIDEO_`` and ``__`` between section and key, e.g. ``VIDEO_DATAB
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -59,6 +60,24 @@ class ServerSettings(BaseModel):
     shutdown_timeout: float = Field(10.0, gt=0)
     outbox_poll_interval: float = Field(0.5, gt=0)
     outbox_batch_size: int = Field(100, gt=0)
+    # Origins that browsers may call the JSON API and the playlists from (CORS). "*" allows
+    # any origin without credentials, which is enough because the API authenticates with a
+    # bearer header or a token in the URL, never with cookies. Production: list the sites.
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    # Live progress (SSE): how often a stream re-reads its video row, and how often it sends
+    # a comment line so that proxies keep an idle stream open.
+    events_poll_interval: float = Field(0.5, gt=0)
+    events_heartbeat: float = Field(15.0, gt=0)
+    # Where the web page finds hls.js (installed by `make web` from npm, not in the repo).
+    hlsjs_dir: Path = Path("web/node_modules/hls.js/dist")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_valid(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/?#\s]+", origin):
+                raise ValueError(f"{origin!r} is not '*' or an origin like https://example.com")
+        return value
 
 
 class DatabaseSettings(BaseModel):
@@ -152,6 +171,8 @@ class AuthSettings(BaseModel):
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     token_ttl_seconds: int = Field(24 * 3600, gt=0)
     issuer: str = "video-platform"
+    # Lifetime of the video-scoped token in events_url (EventSource cannot send headers).
+    events_token_ttl_seconds: int = Field(3600, gt=0)
 
 
 class UploadSettings(BaseModel):

@@ -1,8 +1,10 @@
-"""JWTs: access tokens for users and short-lived playback tokens scoped to one video.
+"""JWTs: access tokens for users and short-lived tokens scoped to one video (playback, and
+the live-progress stream).
 
 Both are signed with the configured secret and algorithm; decoding pins the algorithm
 (so ``alg: none`` and algorithm confusion are refused) and requires exp, iat, sub and iss.
-The audience keeps the two kinds apart: a playback token is not an access token.
+The audience keeps the kinds apart: a playback token is neither an access token nor an events
+token.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from shared.settings import AuthSettings
 
 ACCESS_AUDIENCE = "video-api"
 PLAYBACK_AUDIENCE = "video-playback"
+EVENTS_AUDIENCE = "video-events"
 
 
 class TokenError(Exception):
@@ -75,14 +78,27 @@ def decode_access_token(settings: AuthSettings, token: str) -> int:
     return int(subject)
 
 
+def _decode_video_subject(settings: AuthSettings, token: str, audience: str) -> int:
+    subject = _decode(settings, token, audience)
+    prefix, _, raw_id = subject.partition(":")
+    if prefix != "video" or not raw_id.isdigit():
+        raise TokenError("invalid token")
+    return int(raw_id)
+
+
 def issue_playback_token(settings: AuthSettings, video_id: int, ttl: int) -> IssuedToken:
     return _issue(settings, f"video:{video_id}", PLAYBACK_AUDIENCE, ttl)
 
 
 def decode_playback_token(settings: AuthSettings, token: str) -> int:
     """The id of the video the token grants playback of."""
-    subject = _decode(settings, token, PLAYBACK_AUDIENCE)
-    prefix, _, raw_id = subject.partition(":")
-    if prefix != "video" or not raw_id.isdigit():
-        raise TokenError("invalid token")
-    return int(raw_id)
+    return _decode_video_subject(settings, token, PLAYBACK_AUDIENCE)
+
+
+def issue_events_token(settings: AuthSettings, video_id: int) -> IssuedToken:
+    return _issue(settings, f"video:{video_id}", EVENTS_AUDIENCE, settings.events_token_ttl_seconds)
+
+
+def decode_events_token(settings: AuthSettings, token: str) -> int:
+    """The id of the video whose progress stream the token may read."""
+    return _decode_video_subject(settings, token, EVENTS_AUDIENCE)

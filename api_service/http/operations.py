@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
-Auth = Literal["none", "bearer", "optional", "playback"]
+Auth = Literal["none", "bearer", "optional", "playback", "events"]
 HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
 
 _ATTRIBUTE = "__openapi_operation__"

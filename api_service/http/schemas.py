@@ -102,6 +102,10 @@ class VideoResponse(BaseModel):
     cover_url: str | None = Field(description="Short-lived signed URL of the cover image.")
     sources: list[SourceResponse]
     playback_url: str | None = Field(description="Signed HLS master playlist URL.")
+    events_url: str = Field(
+        description="Live progress as Server-Sent Events (for EventSource), with a "
+        "short-lived token scoped to this video."
+    )
     created_at: UtcDatetime
 
 

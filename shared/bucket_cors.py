@@ -1,0 +1,69 @@
+"""The bucket's CORS rules, so that pages on the configured origins can PUT uploads to their
+presigned URLs and GET segments, covers and playlists-referenced objects straight from S3.
+
+``python -m shared.bucket_cors`` applies ``server.cors_origins`` to ``s3.bucket``; the stack
+setup (scripts/stack.sh) runs it after creating the bucket. MinIO and AWS S3 answer browsers
+only by such rules; SeaweedFS answers any origin while a bucket has none, and enforces them
+once set, so the same step is right for all three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from shared.s3 import s3_client
+from shared.settings import SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import CORSConfigurationTypeDef
+
+# PUT: single presigned upload (and multipart parts); GET/HEAD: segments and covers.
+ALLOWED_METHODS = ["GET", "HEAD", "PUT"]
+# ETag: a multipart client needs each part's ETag to complete the upload.
+EXPOSED_HEADERS = ["ETag", "Content-Length", "Content-Type"]
+MAX_AGE_SECONDS = 3600
+
+
+def cors_configuration(origins: Sequence[str]) -> CORSConfigurationTypeDef:
+    return {
+        "CORSRules": [
+            {
+                "AllowedOrigins": list(origins),
+                "AllowedMethods": ALLOWED_METHODS,
+                "AllowedHeaders": ["*"],
+                "ExposeHeaders": EXPOSED_HEADERS,
+                "MaxAgeSeconds": MAX_AGE_SECONDS,
+            }
+        ]
+    }
+
+
+async def apply_bucket_cors(client: S3Client, bucket: str, origins: Sequence[str]) -> None:
+    await client.put_bucket_cors(Bucket=bucket, CORSConfiguration=cors_configuration(origins))
+
+
+async def _main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    origins = settings.server.cors_origins
+    async with s3_client(settings.s3) as client:
+        try:
+            await apply_bucket_cors(client, settings.s3.bucket, origins)
+        except ClientError as exc:
+            print(f"bucket {settings.s3.bucket}: CORS not set ({exc})", file=sys.stderr)
+            return 1
+    print(f"bucket {settings.s3.bucket}: CORS for {', '.join(origins)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(_main()))

@@ -1,0 +1,180 @@
+"""Live progress over Server-Sent Events (GET /api/v1/videos/{id}/events).
+
+The stream is read from a second API instance that consumes nothing: the events reach the
+database through the first one, so this also shows that any replica serves any client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest_asyncio
+from aio_pika.abc import AbstractRobustConnection
+
+from api_service.auth.tokens import issue_events_token, issue_playback_token
+from shared.keys import cover_key
+from shared.messages import CoverReady, TranscodeFailed, TranscodeProgress
+from shared.topology import Topology
+from tests.api.helpers import publish_event, uploaded_video
+from tests.api.support import Api, User, start_api, with_overrides
+from tests.api.test_events import succeeded
+from tests.sse import SseStream
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+WITHIN = 30.0
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def replica(api: Api) -> AsyncIterator[Api]:
+    """Another API process's view of the same database: no relay, no event consumer, and
+    heartbeats every 0.2 s so that a test sees them."""
+    settings = with_overrides(api.settings, server={"events_heartbeat": 0.2})
+    instance = await start_api(settings, run_relay=False, run_consumers=False)
+    yield instance
+    await instance.client.close()
+
+
+def _on(replica: Api, events_url: str) -> str:
+    """The same path and token, asked of the replica."""
+    return f"{replica.base_url}/api/{events_url.split('/api/', 1)[1]}"
+
+
+async def _video(api: Api, user: User, video_id: int) -> dict[str, Any]:
+    resp = await api.client.get(f"/api/v1/videos/{video_id}", headers=user.headers)
+    assert resp.status == 200
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def test_stream_reports_status_cover_progress_and_online_then_ends(
+    api: Api,
+    replica: Api,
+    user: User,
+    s3: S3Client,
+    clip: Path,
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    http: aiohttp.ClientSession,
+) -> None:
+    video_id = await uploaded_video(api, user, clip)
+    video = await _video(api, user, video_id)
+    assert video["events_url"].startswith(f"{api.base_url}/api/v1/videos/{video_id}/events?token=")
+    url = _on(replica, video["events_url"])
+    async with asyncio.timeout(WITHIN), http.get(url) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        stream = SseStream(resp)
+        first = await stream.next()
+        assert (first.event, first.json()) == ("status", {"status": "transcoding", "progress": 0})
+
+        await s3.put_object(
+            Bucket=api.settings.s3.bucket, Key=cover_key(video_id), Body=b"\xff\xd8jpeg"
+        )
+        job = uuid.uuid4()
+        await publish_event(
+            amqp,
+            declared_topology,
+            CoverReady(video_id=video_id, job_id=job, cover_key=cover_key(video_id)),
+        )
+        cover = await stream.next()
+        assert cover.event == "cover"
+        async with http.get(cover.json()["cover_url"]) as image:
+            assert image.status == 200 and await image.read() == b"\xff\xd8jpeg"
+
+        await publish_event(
+            amqp,
+            declared_topology,
+            TranscodeProgress(video_id=video_id, job_id=job, percent=40.0),
+        )
+        progress = await stream.next()
+        assert progress.event == "progress"
+        assert progress.json() == {"status": "transcoding", "progress": 40.0}
+        # While nothing changes, heartbeat comment lines keep the stream open.
+        heartbeats = 0
+        while heartbeats < 2:
+            line = (await resp.content.readline()).strip()
+            assert not line or line.startswith(b":"), line
+            heartbeats += bool(line)
+
+        await publish_event(amqp, declared_topology, succeeded(video_id, job))
+        online = await stream.next()
+        assert online.event == "online" and online.id == "online"
+        assert online.json()["status"] == "online"
+        assert online.json()["playback_url"].startswith(f"{replica.base_url}/api/v1/videos/")
+        assert [e async for e in stream.events()] == []  # then the stream ends
+        assert resp.content.at_eof()
+    last_progress_id = progress.id
+
+    # A client that reconnects after the final event is told to stop (204 ends EventSource);
+    # one that missed it gets it at once.
+    async with http.get(url, headers={"Last-Event-ID": "online"}) as again:
+        assert again.status == 204
+    async with (
+        asyncio.timeout(WITHIN),
+        http.get(url, headers={"Last-Event-ID": last_progress_id or ""}) as again,
+    ):
+        assert again.status == 200
+        events = [e async for e in SseStream(again).events()]
+        assert [e.event for e in events] == ["cover", "online"]
+
+
+async def test_failed_video_ends_the_stream_with_the_reason(
+    api: Api,
+    user: User,
+    clip: Path,
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    http: aiohttp.ClientSession,
+) -> None:
+    video_id = await uploaded_video(api, user, clip)
+    video = await _video(api, user, video_id)
+    async with asyncio.timeout(WITHIN), http.get(video["events_url"]) as resp:
+        stream = SseStream(resp)
+        assert (await stream.next()).event == "status"
+        failure = TranscodeFailed(
+            video_id=video_id,
+            job_id=uuid.uuid4(),
+            job_kind="transcode",
+            reason="the file is not a video",
+            permanent=True,
+        )
+        await publish_event(amqp, declared_topology, failure)
+        failed = await stream.next()
+        assert failed.event == "failed"
+        assert failed.json()["error"].endswith("the file is not a video")
+        assert [e async for e in stream.events()] == []
+
+
+async def test_stream_needs_its_own_video_scoped_token(
+    api: Api, user: User, clip: Path, http: aiohttp.ClientSession
+) -> None:
+    video_id = await uploaded_video(api, user, clip)
+    base = f"{api.base_url}/api/v1/videos/{video_id}/events"
+    auth = api.settings.auth
+    cases = {
+        "": 401,
+        "?token=garbage": 401,
+        # The playback token and the access token are not events tokens.
+        f"?token={issue_playback_token(auth, video_id, 60).token}": 401,
+        f"?token={user.token}": 401,
+        # Another video's token shows nothing about this one.
+        f"?token={issue_events_token(auth, video_id + 1000).token}": 404,
+    }
+    for query, status in cases.items():
+        async with http.get(base + query) as resp:
+            body = await resp.json()
+            assert resp.status == status, (query, body)
+            assert body["error"]["code"] in {"unauthorized", "not_found"}
+    # A deleted video's token finds nothing.
+    token = issue_events_token(auth, video_id).token
+    resp = await api.client.delete(f"/api/v1/videos/{video_id}", headers=user.headers)
+    assert resp.status == 204
+    async with http.get(f"{base}?token={token}") as resp:
+        assert resp.status == 404
