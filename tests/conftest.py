@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared.bucket_cors import apply_bucket_cors
 from shared.s3 import s3_client
 from shared.settings import Settings, load_settings
 from shared.topology import Topology, declare_topology, delete_topology
@@ -124,6 +125,8 @@ async def bucket(settings: Settings) -> AsyncIterator[str]:
     """This run's bucket, emptied and removed at the end."""
     async with s3_client(settings.s3) as s3:
         await s3.create_bucket(Bucket=settings.s3.bucket)
+        # As the stack setup does: pages on the configured origins may PUT and GET.
+        await apply_bucket_cors(s3, settings.s3.bucket, settings.server.cors_origins)
         try:
             yield settings.s3.bucket
         finally:

@@ -127,6 +127,7 @@ async function upload() {
   showError($("upload-error"), null);
   $("upload-button").disabled = true;
   $("upload-meter").hidden = false;
+  $("upload-label").textContent = "Uploading";
   setUploadProgress(0, file.size);
   try {
     const title = $("title-input").value.trim() || undefined;
@@ -135,6 +136,7 @@ async function upload() {
     });
     await putFile(initiated.upload_url, file, setUploadProgress);
     setUploadProgress(file.size, file.size);
+    $("upload-label").textContent = "Uploaded";
     await api("POST", "/api/v1/videos/upload/complete", { video_id: initiated.video_id });
     const video = await api("GET", `/api/v1/videos/${initiated.video_id}`);
     openVideo(video);
@@ -143,6 +145,7 @@ async function upload() {
     $("file-input").value = "";
     $("title-input").value = "";
   } catch (error) {
+    $("upload-label").textContent = "Upload failed";
     showError($("upload-error"), error);
   } finally {
     $("upload-button").disabled = !state.file;
