@@ -2,9 +2,10 @@
 presigned URLs and GET segments, covers and playlists-referenced objects straight from S3.
 
 ``python -m shared.bucket_cors`` applies ``server.cors_origins`` to ``s3.bucket``; the stack
-setup (scripts/stack.sh) runs it after creating the bucket. MinIO and AWS S3 answer browsers
-only by such rules; SeaweedFS answers any origin while a bucket has none, and enforces them
-once set, so the same step is right for all three.
+setup (scripts/stack.sh) runs it after creating the bucket. AWS S3 answers browsers only by
+such rules; SeaweedFS answers any origin while a bucket has none and enforces them once set.
+A store without the bucket CORS API (community MinIO answers NotImplemented: its CORS is
+server-wide, ``MINIO_API_CORS_ALLOW_ORIGIN``) is reported, not treated as a failure.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 # PUT: single presigned upload (and multipart parts); GET/HEAD: segments and covers.
 ALLOWED_METHODS = ["GET", "HEAD", "PUT"]
+UNSUPPORTED = {"NotImplemented", "MethodNotAllowed"}
 # ETag: a multipart client needs each part's ETag to complete the upload.
 EXPOSED_HEADERS = ["ETag", "Content-Length", "Content-Type"]
 MAX_AGE_SECONDS = 3600
@@ -59,6 +61,12 @@ async def _main() -> int:
         try:
             await apply_bucket_cors(client, settings.s3.bucket, origins)
         except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in UNSUPPORTED:
+                print(
+                    f"bucket {settings.s3.bucket}: this S3 has no bucket CORS rules; "
+                    "configure CORS on the server (MinIO: MINIO_API_CORS_ALLOW_ORIGIN)"
+                )
+                return 0
             print(f"bucket {settings.s3.bucket}: CORS not set ({exc})", file=sys.stderr)
             return 1
     print(f"bucket {settings.s3.bucket}: CORS for {', '.join(origins)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -13,6 +14,9 @@ from aiohttp import web
 from api_service.context import METRICS
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# What nginx logs for a client that closed the connection before the response was done; the
+# normal end of a live-progress stream, and no server error.
+CLIENT_CLOSED = 499
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 log = structlog.get_logger("api_service.access")
@@ -41,6 +45,11 @@ async def request_context_middleware(request: web.Request, handler: Any) -> web.
         status = response.status
         response.headers[REQUEST_ID_HEADER] = request_id
         return response
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler of a request whose client disconnected.
+        if request.transport is None or request.transport.is_closing():
+            status = CLIENT_CLOSED
+        raise
     finally:
         elapsed = time.perf_counter() - started
         route = _route_label(request)

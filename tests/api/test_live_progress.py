@@ -20,7 +20,7 @@ from api_service.auth.tokens import issue_events_token, issue_playback_token
 from shared.keys import cover_key
 from shared.messages import CoverReady, TranscodeFailed, TranscodeProgress
 from shared.topology import Topology
-from tests.api.helpers import publish_event, uploaded_video
+from tests.api.helpers import eventually, publish_event, uploaded_video
 from tests.api.support import Api, User, start_api, with_overrides
 from tests.api.test_events import succeeded
 from tests.sse import SseStream
@@ -178,3 +178,24 @@ async def test_stream_needs_its_own_video_scoped_token(
     assert resp.status == 204
     async with http.get(f"{base}?token={token}") as resp:
         assert resp.status == 404
+
+
+async def test_a_client_that_goes_away_ends_its_stream_cleanly(
+    api: Api, replica: Api, user: User, clip: Path
+) -> None:
+    video_id = await uploaded_video(api, user, clip)
+    url = _on(replica, (await _video(api, user, video_id))["events_url"])
+    route = 'route="/api/v1/videos/{video_id}/events"'
+
+    async def ended(status: str) -> float:
+        text = await (await replica.client.get("/metrics")).text()
+        needle = f'http_requests_total{{method="GET",{route},status="{status}"}}'
+        lines = [line for line in text.splitlines() if line.startswith(needle)]
+        return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+    before = await ended("499")
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert (await SseStream(resp).next()).event == "status"
+    # aiohttp cancels the handler; it is logged as 499 (client closed), not as an error.
+    await eventually(lambda: ended("499"), lambda n: n == before + 1)
+    assert await ended("500") == 0
