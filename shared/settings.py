@@ -68,6 +68,9 @@ class ServerSettings(BaseModel):
     # a comment line so that proxies keep an idle stream open.
     events_poll_interval: float = Field(0.5, gt=0)
     events_heartbeat: float = Field(15.0, gt=0)
+    # A stream ends after this long even if the video is still processing; EventSource then
+    # reconnects (to any replica) and gets the current state. Bounds idle streams.
+    events_max_seconds: float = Field(300.0, gt=0)
     # Where the web page finds hls.js (installed by `make web` from npm, not in the repo).
     hlsjs_dir: Path = Path("web/node_modules/hls.js/dist")
 

@@ -8,7 +8,8 @@ which it ends. A deleted video ends it with ``deleted``.
 The source is the database, polled at ``server.events_poll_interval`` with a primary-key
 read of a few columns, so any API replica can serve any client and nothing depends on one
 process's memory. Heartbeat comment lines (``server.events_heartbeat``) keep proxies from
-closing an idle stream. Every event carries an id naming the state it reports; the final
+closing an idle stream. A stream lasts at most ``server.events_max_seconds``; EventSource then
+reconnects by itself. Every event carries an id naming the state it reports; the final
 events' ids are ``online`` and ``failed``. A client reconnecting with ``Last-Event-ID`` gets
 the current state again (a snapshot, so nothing is missed), or ``204 No Content`` when it
 already has the final event, which tells EventSource to stop reconnecting.
@@ -162,8 +163,10 @@ async def _stream(
     request: web.Request, stream: EventSourceResponse, video_id: int, now: Snapshot
 ) -> None:
     settings = request.app[SETTINGS].server
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.events_max_seconds
     before: Snapshot | None = None
-    while stream.is_connected():
+    while stream.is_connected() and loop.time() < deadline:
         await _send(stream, await _changes(request, video_id, before, now), now.event_id)
         if now.final:
             return

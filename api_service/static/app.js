@@ -205,6 +205,15 @@ function follow(video) {
   events.addEventListener("online", (e) => { events.close(); play(data(e)); loadVideos(); });
   events.addEventListener("failed", (e) => { events.close(); fail(data(e)); loadVideos(); });
   events.addEventListener("deleted", () => { events.close(); fail({ error: "the video was deleted" }); });
+  // EventSource retries dropped connections itself; it gives up only on an error answer
+  // (e.g. its token expired during a long transcode): then fetch a fresh events_url.
+  events.onerror = () => {
+    if (events.readyState !== EventSource.CLOSED || state.events !== events) return;
+    setTimeout(async () => {
+      if (state.events !== events) return;
+      try { openVideo(await api("GET", `/api/v1/videos/${video.id}`)); } catch (error) { showError($("stage-error"), error); }
+    }, 2000);
+  };
 }
 
 function fail(video) {

@@ -199,3 +199,25 @@ async def test_a_client_that_goes_away_ends_its_stream_cleanly(
     # aiohttp cancels the handler; it is logged as 499 (client closed), not as an error.
     await eventually(lambda: ended("499"), lambda n: n == before + 1)
     assert await ended("500") == 0
+
+
+async def test_a_stream_ends_after_its_lifetime_and_a_reconnect_resumes(
+    api: Api, user: User, clip: Path, http: aiohttp.ClientSession
+) -> None:
+    settings = with_overrides(api.settings, server={"events_max_seconds": 1.0})
+    short = await start_api(settings, run_relay=False, run_consumers=False)
+    try:
+        video_id = await uploaded_video(api, user, clip)
+        url = _on(short, (await _video(api, user, video_id))["events_url"])
+        async with asyncio.timeout(WITHIN), http.get(url) as resp:
+            events = [e async for e in SseStream(resp).events()]
+        # Still transcoding: one status event, then the server ended the stream.
+        assert [(e.event, e.json()["status"]) for e in events] == [("status", "transcoding")]
+        async with (
+            asyncio.timeout(WITHIN),
+            http.get(url, headers={"Last-Event-ID": events[0].id or ""}) as again,
+        ):
+            assert again.status == 200
+            assert (await SseStream(again).next()).event == "status"
+    finally:
+        await short.client.close()
