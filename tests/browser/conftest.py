@@ -31,6 +31,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # Containers often have a 64 MB /dev/shm, too small for Chromium's shared memory.
+    "--disable-dev-shm-usage",
     # Headless Chromium may not start a video before a user gesture otherwise.
     "--autoplay-policy=no-user-gesture-required",
 ]
