@@ -5,7 +5,8 @@ presigned URLs and GET segments, covers and playlists-referenced objects straigh
 setup (scripts/stack.sh) runs it after creating the bucket. AWS S3 answers browsers only by
 such rules; SeaweedFS answers any origin while a bucket has none and enforces them once set.
 A store without the bucket CORS API (community MinIO answers NotImplemented: its CORS is
-server-wide, ``MINIO_API_CORS_ALLOW_ORIGIN``) is reported, not treated as a failure.
+server-wide, ``MINIO_API_CORS_ALLOW_ORIGIN``) and keys without ``s3:PutBucketCORS`` are
+reported, not treated as a failure of the setup.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ async def _main() -> int:
                 print(
                     f"bucket {settings.s3.bucket}: this S3 has no bucket CORS rules; "
                     "configure CORS on the server (MinIO: MINIO_API_CORS_ALLOW_ORIGIN)"
+                )
+                return 0
+            if exc.response.get("Error", {}).get("Code") == "AccessDenied":
+                # An operator's S3 whose keys may not change the bucket: not fatal to setup.
+                print(
+                    f"bucket {settings.s3.bucket}: not allowed to set CORS rules; set them "
+                    "yourself (README, 'In the browser')",
+                    file=sys.stderr,
                 )
                 return 0
             print(f"bucket {settings.s3.bucket}: CORS not set ({exc})", file=sys.stderr)
