@@ -149,6 +149,14 @@ class WorkerSettings(BaseModel):
     rungs: list[int] = Field(default_factory=lambda: [1080, 720, 480, 360, 240])
     segment_seconds: int = Field(6, ge=1)
     max_fps: int = Field(60, ge=1)
+    # Output rate of sparse video and of still pictures (podcast cover art): frames are
+    # repeated at this rate, so every segment still starts with a keyframe.
+    min_fps: float = Field(1.0, gt=0, le=30)
+    # Without sound for at least half of it, a video with fewer pictures than one per this
+    # many seconds on average is refused (two frames six hours apart is not a video).
+    max_frame_interval: float = Field(30.0, gt=0)
+    # Wall-clock limit of the packet scan that measures duration and frame rate.
+    scan_timeout: float = Field(120.0, gt=0)
     x264_preset: str = "veryfast"
     cover_max_width: int = Field(1280, ge=16)
     # Wall-clock limit of one ffmpeg run: base + factor x media duration.
@@ -160,6 +168,16 @@ class WorkerSettings(BaseModel):
     # decoder take the whole machine's memory.
     ffmpeg_max_memory_mb: int = Field(8192, ge=0)
     progress_interval: float = Field(1.0, gt=0)
+    # CPU seconds one ladder may use: base + per gigapixel encoded or decoded + per second of
+    # audio per rung (see transcode_service/budget.py). A 1080p30 five-rung ladder needs
+    # about 12 s per gigapixel; the defaults leave ample room.
+    cpu_budget_base: float = Field(120.0, gt=0)
+    cpu_seconds_per_gigapixel: float = Field(60.0, gt=0)
+    cpu_seconds_per_audio_second: float = Field(0.05, ge=0)
+    # A ladder whose media time advances slower than min_speed x real time over a whole
+    # speed_window (seconds) is stopped as stalled; min_speed 0 turns this off.
+    min_speed: float = Field(0.02, ge=0)
+    speed_window: float = Field(120.0, gt=0)
 
     @field_validator("rungs")
     @classmethod
@@ -198,6 +216,8 @@ class UploadSettings(BaseModel):
             ".ogv",
             ".ogg",
             ".3gp",
+            ".mp3",
+            ".m4a",
         ]
     )
     allowed_content_types: list[str] = Field(
@@ -213,6 +233,8 @@ class UploadSettings(BaseModel):
             "video/mpeg",
             "video/ogg",
             "video/3gpp",
+            "audio/mpeg",
+            "audio/mp4",
             "application/octet-stream",
         ]
     )

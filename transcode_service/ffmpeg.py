@@ -156,10 +156,12 @@ async def run_process(
     capture_stdout: bool = False,
     stdout_limit: int = 16 * 1024 * 1024,
     max_memory_mb: int = 0,
+    on_started: Callable[[int], None] | None = None,
 ) -> ProcessResult:
     """Run ``args``; with ``progress`` stdout is read as ``-progress pipe:1`` output, with
-    ``capture_stdout`` it is collected (bounded). Raises ``ProcessTimeout`` after
-    ``time_limit`` seconds; a cancelled caller never leaves the process running."""
+    ``capture_stdout`` it is collected (bounded); ``on_started`` gets the pid. Raises
+    ``ProcessTimeout`` after ``time_limit`` seconds; a cancelled caller never leaves the
+    process running."""
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         *args,
@@ -173,6 +175,9 @@ async def run_process(
         start_new_session=True,
     )
     _limit_child(proc.pid, max_memory_mb)
+    if on_started is not None:
+        # The caller may watch the process (e.g. its CPU time in /proc) or limit it further.
+        on_started(proc.pid)
     log.info("process started", tool=tool, pid=proc.pid)
     result = ProcessResult(returncode=-1, elapsed=0.0)
     tail: deque[str] = deque(maxlen=20)

@@ -18,6 +18,7 @@ from shared import keys
 from shared.messages import AnyJob, CoverReady, JobKind, Rendition, TranscodeSucceeded
 from shared.settings import WorkerSettings
 from transcode_service import storage
+from transcode_service.budget import Watchdog, cpu_budget, run_watched
 from transcode_service.cover import extract_cover
 from transcode_service.errors import PermanentError
 from transcode_service.ffmpeg import ProcessResult, Progress, check_result, run_process
@@ -28,10 +29,11 @@ from transcode_service.ladder import (
     measure_playlist,
     output_fps,
     plan_ladder,
+    still_picture_args,
 )
 from transcode_service.metrics import Metrics
 from transcode_service.probe import MediaInfo, probe
-from transcode_service.workdir import job_workdir
+from transcode_service.workdir import file_size, job_workdir
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -43,6 +45,7 @@ PercentCallback = Callable[[float], Awaitable[None]]
 # not exact, e.g. audio a little longer than video).
 TRUNCATION_RATIO = 0.8
 LADDER_NICENESS = 10
+STILL_TIMEOUT = 60.0
 
 
 @dataclass
@@ -74,7 +77,7 @@ class JobTimings:
 
 
 async def _fetch_and_probe(
-    job: AnyJob, deps: Deps, workdir: Path, timings: JobTimings
+    job: AnyJob, deps: Deps, workdir: Path, timings: JobTimings, *, measure: bool
 ) -> tuple[Path, MediaInfo, int]:
     source = workdir / "source"
     with timings.stage("download"):
@@ -87,7 +90,7 @@ async def _fetch_and_probe(
         )
     timings.source_size = size
     with timings.stage("probe"):
-        info = await probe(source, deps.settings)
+        info = await probe(source, deps.settings, measure=measure)
     log.info(
         "source probed",
         format=info.format_name,
@@ -96,6 +99,9 @@ async def _fetch_and_probe(
         height=info.height,
         rotation=info.rotation,
         duration=info.duration,
+        fps=round(info.fps, 3),
+        still=info.still,
+        measured=info.measured,
         has_audio=info.has_audio,
         size=size,
     )
@@ -112,7 +118,9 @@ async def handle_cover(
     # one signature for every entry of HANDLERS.
     timings = timings or JobTimings()
     with job_workdir(deps.settings.work_dir, job.kind, str(job.job_id)) as workdir:
-        source, info, _ = await _fetch_and_probe(job, deps, workdir, timings)
+        # The cover only seeks with the duration (and falls back to the start): the header's
+        # is good enough when there is one, and keeps the cover fast on long uploads.
+        source, info, _ = await _fetch_and_probe(job, deps, workdir, timings, measure=False)
         with timings.stage("ffmpeg"):
             jpeg = await extract_cover(source, info, workdir / "cover.jpg", deps.settings)
         key = keys.cover_key(job.video_id)
@@ -122,10 +130,27 @@ async def handle_cover(
         video_id=job.video_id,
         job_id=job.job_id,
         cover_key=key,
-        duration=round(info.duration, 3),
+        # Only a measured duration is reported; the transcode's result is authoritative.
+        duration=round(info.duration, 3) if info.measured else None,
         width=info.display_width,
         height=info.display_height,
     )
+
+
+async def _still_picture(
+    source: Path, info: MediaInfo, workdir: Path, settings: WorkerSettings
+) -> Path:
+    dest = workdir / "still.png"
+    result = await run_process(
+        still_picture_args(source, info, dest),
+        time_limit=STILL_TIMEOUT,
+        tool="ffmpeg-still",
+        max_memory_mb=settings.ffmpeg_max_memory_mb,
+    )
+    check_result(result, "decoding the still picture")
+    if file_size(dest) == 0:
+        raise PermanentError("the video's picture could not be decoded")
+    return dest
 
 
 def ladder_timeout(info: MediaInfo, settings: WorkerSettings) -> float:
@@ -152,12 +177,18 @@ async def handle_transcode(
     timings = timings or JobTimings()
     settings = deps.settings
     with job_workdir(settings.work_dir, job.kind, str(job.job_id)) as workdir:
-        source, info, size = await _fetch_and_probe(job, deps, workdir, timings)
+        source, info, size = await _fetch_and_probe(job, deps, workdir, timings, measure=True)
         rungs = plan_ladder(info, settings)
         out_dir = workdir / "out"
         for rung in rungs:
             (out_dir / rung.dirname).mkdir(parents=True)
-        args = build_ladder_args(source, info, rungs, out_dir, settings)
+        still = await _still_picture(source, info, workdir, settings) if info.still else None
+        args = build_ladder_args(source, info, rungs, out_dir, settings, still)
+        watchdog = Watchdog(
+            budget=cpu_budget(info, rungs, settings),
+            min_speed=settings.min_speed,
+            window=settings.speed_window,
+        )
 
         async def progress(p: Progress) -> None:
             if on_progress is not None and info.duration > 0:
@@ -166,19 +197,28 @@ async def handle_transcode(
         log.info(
             "ffmpeg ladder started",
             rungs=[f"{r.quality}:{r.width}x{r.height}" for r in rungs],
+            fps=output_fps(info, settings),
+            cpu_budget=round(watchdog.budget),
         )
         deps.metrics.ffmpeg_runs.labels(kind=job.kind).inc()
         with timings.stage("ffmpeg"):
-            result = await run_process(
-                # Lower CPU priority (nice execs ffmpeg, same pid): a cover extraction on
-                # the same machine preempts the long ladder and stays fast under a backlog.
-                ["nice", "-n", str(LADDER_NICENESS), *args],
-                time_limit=ladder_timeout(info, settings),
-                tool="ffmpeg-ladder",
-                max_memory_mb=settings.ffmpeg_max_memory_mb,
-                progress=True,
-                on_progress=progress,
-            )
+            try:
+                result = await run_watched(
+                    # Lower CPU priority (nice execs ffmpeg, same pid): a cover extraction on
+                    # the same machine preempts the long ladder and stays fast under a backlog.
+                    ["nice", "-n", str(LADDER_NICENESS), *args],
+                    watchdog,
+                    time_limit=ladder_timeout(info, settings),
+                    tool="ffmpeg-ladder",
+                    max_memory_mb=settings.ffmpeg_max_memory_mb,
+                    on_progress=progress,
+                )
+            finally:
+                log.info(
+                    "ffmpeg ladder ended",
+                    cpu_seconds=round(watchdog.cpu_seconds, 1),
+                    cpu_budget=round(watchdog.budget),
+                )
         check_result(result, "transcoding")
         check_complete(result, info)
         elapsed = max(result.elapsed, 1e-3)

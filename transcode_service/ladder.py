@@ -74,10 +74,15 @@ class Rung:
 
 
 def output_fps(info: MediaInfo, settings: WorkerSettings) -> float:
-    """The encoded frame rate: the source's, capped; 30 when the source does not say."""
+    """The encoded frame rate: the source's measured rate, between ``min_fps`` (still
+    pictures, sparse slides: frames repeated so that every segment has a keyframe) and
+    ``max_fps``. Never the header's claim alone, so the number of encoded frames stays
+    about what the file really holds (or ``min_fps`` x its duration)."""
+    if info.still:
+        return settings.min_fps
     if info.fps <= 0:
-        return 30.0
-    return min(info.fps, float(settings.max_fps))
+        return 30.0 if not info.measured else settings.min_fps
+    return min(max(info.fps, settings.min_fps), float(settings.max_fps))
 
 
 def h264_level(width: int, height: int, fps: float) -> int:
@@ -113,8 +118,28 @@ def plan_ladder(info: MediaInfo, settings: WorkerSettings) -> list[Rung]:
     return [rung_size(info, s, fps) for s in sorted(sizes, reverse=True)]
 
 
+def rate_text(fps: float) -> str:
+    """A frame rate as ffmpeg's exact rational: 29.97002997 -> "30000/1001"."""
+    return str(Fraction(fps).limit_denominator(1001))
+
+
 def keyframe_interval(fps: float, segment_seconds: int) -> int:
     return max(1, round(fps * segment_seconds))
+
+
+def still_picture_args(source: Path, info: MediaInfo, dest: Path) -> list[str]:
+    """Decode the one picture of a still source (cover art, single frame) to a PNG that the
+    ladder then loops: a demuxer asked for more frames of such a stream has none to give
+    until the end of the file, which would hold back every output and all progress."""
+    return [
+        "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
+        "-protocol_whitelist", PROTOCOL_WHITELIST,
+        "-f", info.demuxer,
+        "-i", str(source),
+        "-map", f"0:{info.video_index}", "-frames:v", "1", "-an", "-sn", "-dn",
+        "-c:v", "png", "-f", "image2", "-update", "1",
+        str(dest),
+    ]  # fmt: skip
 
 
 def build_ladder_args(
@@ -123,38 +148,53 @@ def build_ladder_args(
     rungs: list[Rung],
     out_dir: Path,
     settings: WorkerSettings,
+    still_picture: Path | None = None,
 ) -> list[str]:
     """One ffmpeg process for the whole ladder: decode once, ``split``, scale per rung, one
     HLS output per rung. Keyframes are forced at every segment boundary with scene-cut
-    detection off, and every rung sees the same frames, so segments align across rungs."""
+    detection off, and every rung sees the same frames, so segments align across rungs.
+
+    Frames come out at a constant ``output_fps`` (the ``fps`` filter, which duplicates or
+    drops by real timestamps). A still source (``info.still``) is given as
+    ``still_picture``: that PNG is looped at ``min_fps`` for the measured duration, beside
+    the source's audio, so the first segments are written at once."""
     fps = output_fps(info, settings)
     seg = settings.segment_seconds
     gop = keyframe_interval(fps, seg)
+    inputs = ["-protocol_whitelist", PROTOCOL_WHITELIST]
     chain = []
-    if info.interlaced:
-        # HLS players show progressive frames; combing would be visible on every rung.
-        chain.append("yadif=deint=interlaced")
-    if info.fps > settings.max_fps or info.fps <= 0:
-        chain.append(f"fps={fps:g}")
+    if still_picture is not None:
+        inputs += [
+            "-f", "image2", "-loop", "1", "-framerate", rate_text(fps),
+            "-t", f"{info.duration:.3f}", "-i", str(still_picture),
+            "-protocol_whitelist", PROTOCOL_WHITELIST,
+        ]  # fmt: skip
+        video_in, media_in = "0:v:0", 1
+    else:
+        video_in, media_in = f"0:{info.video_index}", 0
+        if info.interlaced:
+            # HLS players show progressive frames; combing would be visible on every rung.
+            chain.append("yadif=deint=interlaced")
+        chain.append(f"fps={rate_text(fps)}")
+    inputs += ["-f", info.demuxer, "-i", str(source)]
+    audio_in = f"{media_in}:{'a:0' if info.audio_index is None else info.audio_index}"
     labels = "".join(f"[s{i}]" for i in range(len(rungs)))
     chain.append(f"split={len(rungs)}{labels}")
-    graph = [f"[0:v:0]{','.join(chain)}"]
+    graph = [f"[{video_in}]{','.join(chain)}"]
     for i, rung in enumerate(rungs):
         graph.append(f"[s{i}]scale={rung.width}:{rung.height},setsar=1,format=yuv420p[v{i}]")
 
     args = [
         "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "warning", "-y",
         "-progress", "pipe:1",
-        "-protocol_whitelist", PROTOCOL_WHITELIST,
-        "-f", info.demuxer,
-        "-i", str(source),
+        *inputs,
         "-filter_complex", ";".join(graph),
     ]  # fmt: skip
     for i, rung in enumerate(rungs):
         rung_dir = out_dir / rung.dirname
         args += ["-map", f"[v{i}]"]
         if info.has_audio:
-            args += ["-map", "0:a:0"]
+            args += ["-map", audio_in]
         args += [
             "-c:v", "libx264", "-preset", settings.x264_preset,
             "-profile:v", "high", "-level:v", f"{rung.level / 10:.1f}",
@@ -164,7 +204,10 @@ def build_ladder_args(
             "-force_key_frames", f"expr:gte(t,n_forced*{seg})",
         ]  # fmt: skip
         if info.has_audio:
-            args += ["-c:a", "aac", "-b:a", f"{AUDIO_BITRATE_KBPS}k", "-ac", "2"]
+            # Mono stays mono (half the encoding work for the many mono podcasts); more
+            # than two channels are mixed down to stereo.
+            channels = min(2, info.audio_channels)
+            args += ["-c:a", "aac", "-b:a", f"{AUDIO_BITRATE_KBPS}k", "-ac", str(channels)]
         args += [
             "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
             "-threads", str(settings.ffmpeg_threads),

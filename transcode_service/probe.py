@@ -4,10 +4,14 @@ ffprobe only gets the local file, ``-protocol_whitelist file,pipe`` and
 ``-format_whitelist`` of the allowlisted demuxers, so a playlist, concat list or other
 "container" that points elsewhere is never even opened as such: it fails to probe. The
 probed demuxer is then passed explicitly (``-f``) to every later ffmpeg run.
+
+The header only describes the file; duration and frame rate are then measured from the
+packets themselves (``timing.py``), and a stream that is implausibly sparse is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ from typing import Any
 from shared.settings import WorkerSettings
 from transcode_service.errors import PermanentError
 from transcode_service.ffmpeg import check_result, run_process
+from transcode_service.timing import ContentTiming, scan
 from transcode_service.workdir import file_size
 
 PROTOCOL_WHITELIST = "file,pipe"
@@ -25,6 +30,7 @@ PROTOCOL_WHITELIST = "file,pipe"
 # ffprobe's format_name -> the demuxer passed with -f on later runs.
 ALLOWED_FORMATS: dict[str, str] = {
     "mov,mp4,m4a,3gp,3g2,mj2": "mov",
+    "mp3": "mp3",  # podcasts and music: audio with an attached cover picture
     "matroska,webm": "matroska",
     "avi": "avi",
     "mpegts": "mpegts",
@@ -33,13 +39,13 @@ ALLOWED_FORMATS: dict[str, str] = {
     "ogg": "ogg",
 }
 FORMAT_WHITELIST = ",".join(sorted(set(ALLOWED_FORMATS.values())))
-SUPPORTED_FORMATS_TEXT = "MP4/MOV, Matroska/WebM, AVI, MPEG-TS, FLV, MPEG-PS or Ogg"
+SUPPORTED_FORMATS_TEXT = "MP4/MOV/M4A, Matroska/WebM, AVI, MPEG-TS, FLV, MPEG-PS, Ogg or MP3"
 
 ALLOWED_VIDEO_CODECS = frozenset(
     {
         "h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mpeg2video", "mpeg1video", "mjpeg",
         "prores", "theora", "flv1", "h263", "msmpeg4v2", "msmpeg4v3", "wmv1", "wmv2", "wmv3",
-        "vc1", "dnxhd", "dvvideo", "ffv1",
+        "vc1", "dnxhd", "dvvideo", "ffv1", "png",
     }
 )  # fmt: skip
 ALLOWED_AUDIO_CODECS = frozenset(
@@ -63,6 +69,14 @@ class MediaInfo:
     has_audio: bool
     stream_count: int
     interlaced: bool = False  # field-coded (DV, broadcast MPEG-2): deinterlaced on output
+    video_index: int = 0  # absolute stream indexes, mapped as 0:N
+    audio_index: int | None = None
+    audio_channels: int = 2
+    # One picture for the whole file (cover art of an audio file, or a single frame): the
+    # ladder loops it at a low rate instead of asking the demuxer for more.
+    still: bool = False
+    measured: bool = False  # duration and fps come from the packets, not the header
+    header_rates: tuple[float, ...] = ()  # avg_frame_rate, r_frame_rate as the header says
 
     @property
     def display_aspect_ratio(self) -> Fraction:
@@ -89,7 +103,17 @@ def probe_args(path: Path) -> list[str]:
     ]  # fmt: skip
 
 
-async def probe(path: Path, settings: WorkerSettings) -> MediaInfo:
+async def probe(path: Path, settings: WorkerSettings, *, measure: bool = True) -> MediaInfo:
+    """Header probe and validation, then (with ``measure``, or when the header states no
+    duration) the packet scan that decides duration and frame rate."""
+    info = await probe_header(path, settings)
+    if measure or info.duration <= 0:
+        timing = await scan(path, info.demuxer, info.video_index, info.audio_index, settings)
+        info = apply_timing(info, timing, settings)
+    return info
+
+
+async def probe_header(path: Path, settings: WorkerSettings) -> MediaInfo:
     if file_size(path) == 0:
         raise PermanentError("the uploaded file is empty")
     result = await run_process(
@@ -141,6 +165,11 @@ def _rotation(stream: dict[str, Any]) -> int:
     return round(degrees / 90) * 90 % 360
 
 
+def _header_rates(stream: dict[str, Any]) -> tuple[float, ...]:
+    rates = (_fraction(stream.get(key)) for key in ("avg_frame_rate", "r_frame_rate"))
+    return tuple(float(r) for r in rates if r is not None and r <= 1000)
+
+
 def _fps(stream: dict[str, Any]) -> float:
     for key in ("avg_frame_rate", "r_frame_rate"):
         rate = _fraction(stream.get(key))
@@ -166,16 +195,17 @@ def validate(data: dict[str, Any], settings: WorkerSettings) -> MediaInfo:
         raise PermanentError(
             f"the file has {len(streams)} streams; at most {settings.max_streams} are allowed"
         )
-    videos = [
-        s
-        for s in streams
-        if s.get("codec_type") == "video"
-        # Cover art in an audio file is a "video" stream of one picture.
-        and not (s.get("disposition") or {}).get("attached_pic")
-    ]
-    if not videos:
-        raise PermanentError("the file has no video stream (is it an audio file?)")
-    video = videos[0]
+    videos = [s for s in streams if s.get("codec_type") == "video"]
+    # Cover art of an audio file is a "video" stream of one picture: used only when there is
+    # no real video, as the still picture of a podcast or a song.
+    pictures = [s for s in videos if (s.get("disposition") or {}).get("attached_pic")]
+    moving = [s for s in videos if s not in pictures]
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    if not moving and not (pictures and audios):
+        raise PermanentError(
+            "the file has no video stream (an audio file needs a cover picture to be shown)"
+        )
+    video = (moving or pictures)[0]
     codec = str(video.get("codec_name", "unknown"))
     if codec not in ALLOWED_VIDEO_CODECS:
         raise PermanentError(f"unsupported video codec {codec!r}")
@@ -187,15 +217,8 @@ def validate(data: dict[str, Any], settings: WorkerSettings) -> MediaInfo:
             f"the video is {width}x{height}; at most "
             f"{settings.max_width}x{settings.max_height} is allowed"
         )
-    duration = _float(fmt.get("duration")) or _float(video.get("duration"))
-    if duration is None or duration <= 0:
-        raise PermanentError("the video's duration could not be determined")
-    if duration > settings.max_duration:
-        raise PermanentError(
-            f"the video is {duration / 3600:.1f} h long; at most "
-            f"{settings.max_duration / 3600:.1f} h is allowed"
-        )
-    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    # Only a hint (the cover's seek point); the packet scan decides (see apply_timing).
+    duration = _float(fmt.get("duration")) or _float(video.get("duration")) or 0.0
     if audios and str(audios[0].get("codec_name", "")).split("_")[0] not in (
         ALLOWED_AUDIO_CODECS | {"pcm"}
     ):
@@ -216,4 +239,52 @@ def validate(data: dict[str, Any], settings: WorkerSettings) -> MediaInfo:
         has_audio=bool(audios),
         stream_count=len(streams),
         interlaced=str(video.get("field_order", "progressive")) in INTERLACED_FIELD_ORDERS,
+        video_index=int(video.get("index", 0)),
+        audio_index=int(audios[0].get("index", 0)) if audios else None,
+        audio_channels=max(1, int(audios[0].get("channels") or 2)) if audios else 2,
+        still=not moving,
+        header_rates=_header_rates(video),
+    )
+
+
+def _hms(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def apply_timing(info: MediaInfo, timing: ContentTiming, settings: WorkerSettings) -> MediaInfo:
+    """Duration and frame rate from the packets; refuse what is too long or too sparse to be
+    a video. Raises ``PermanentError`` with a reason a person can read."""
+    frames = timing.video.packets
+    if frames == 0:
+        raise PermanentError("the video stream contains no pictures")
+    duration = timing.duration
+    if duration <= 0:
+        raise PermanentError("the video's duration could not be determined")
+    if duration > settings.max_duration:
+        raise PermanentError(
+            f"the video is {duration / 3600:.1f} h long; at most "
+            f"{settings.max_duration / 3600:.1f} h is allowed"
+        )
+    # A picture shown for a long time is fine when sound plays meanwhile (a podcast); without
+    # sound, hours of one or two frames is a way to make the encoder invent them.
+    audio_span = timing.audio.span if timing.audio is not None else 0.0
+    if audio_span < duration / 2 and duration / frames > settings.max_frame_interval:
+        raise PermanentError(
+            f"the video has {frames} picture{'s' if frames > 1 else ''} in {_hms(duration)} "
+            f"and {'too little' if audio_span else 'no'} sound; at most "
+            f"{settings.max_frame_interval:g} s per picture on average is accepted"
+        )
+    measured = timing.video_fps
+    # A header rate is kept when the packets confirm it (exact 30000/1001 rather than
+    # 29.9701...); otherwise what the demuxer saw wins.
+    confirmed = [r for r in info.header_rates if abs(r - measured) <= 0.05 * measured]
+    fps = min(confirmed, key=lambda r: abs(r - measured)) if confirmed else measured
+    return dataclasses.replace(
+        info,
+        duration=duration,
+        fps=fps,
+        still=info.still or frames == 1,
+        measured=True,
     )
