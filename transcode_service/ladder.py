@@ -23,6 +23,7 @@ CRF = 23
 # 1.5x for high frame rates. 1080p30 ≈ 5.1 Mb/s, 720p ≈ 2.3, 480p ≈ 1.1, 240p ≈ 0.35.
 KBPS_PER_PIXEL = 0.0024
 KBPS_FLOOR = 100
+LOW_FPS = 5.0  # below this output rate, no B-frames
 # H.264 levels: (level_idc, max frame size in macroblocks, max macroblocks per second).
 H264_LEVELS: tuple[tuple[int, int, int], ...] = (
     (30, 1620, 40500),
@@ -203,6 +204,10 @@ def build_ladder_args(
             "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
             "-force_key_frames", f"expr:gte(t,n_forced*{seg})",
         ]  # fmt: skip
+        if fps < LOW_FPS:
+            # At a frame or two per second B-frames delay the video by seconds against the
+            # audio, and the segment muxer then writes negative timestamps.
+            args += ["-bf", "0"]
         if info.has_audio:
             # Mono stays mono (half the encoding work for the many mono podcasts); more
             # than two channels are mixed down to stereo.
