@@ -32,7 +32,7 @@ from transcode_service.ladder import (
     still_picture_args,
 )
 from transcode_service.metrics import Metrics
-from transcode_service.probe import MediaInfo, probe
+from transcode_service.probe import TRUNCATION_RATIO, MediaInfo, probe
 from transcode_service.workdir import file_size, job_workdir
 
 if TYPE_CHECKING:
@@ -41,9 +41,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 PercentCallback = Callable[[float], Awaitable[None]]
-# Fraction of the announced duration that must come out of ffmpeg (container durations are
-# not exact, e.g. audio a little longer than video).
-TRUNCATION_RATIO = 0.8
 LADDER_NICENESS = 10
 STILL_TIMEOUT = 60.0
 
@@ -158,8 +155,8 @@ def ladder_timeout(info: MediaInfo, settings: WorkerSettings) -> float:
 
 
 def check_complete(result: ProcessResult, info: MediaInfo) -> None:
-    """ffmpeg exits 0 on a truncated file whose index is intact (moov at the front), having
-    encoded what it could; a stream much shorter than announced is a damaged upload."""
+    """ffmpeg exits 0 on a file whose packets are there but do not decode, having encoded
+    what it could; a stream much shorter than measured is a damaged upload."""
     decoded = result.last_progress.out_time if result.last_progress else 0.0
     if decoded < info.duration * TRUNCATION_RATIO - 1.0:
         raise PermanentError(

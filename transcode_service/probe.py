@@ -52,6 +52,9 @@ ALLOWED_AUDIO_CODECS = frozenset(
     {"aac", "mp3", "mp2", "ac3", "eac3", "opus", "vorbis", "flac", "alac", "dts"}
 )
 PROBE_TIMEOUT = 60.0
+# Fraction of the header's duration that must really be there (container durations are not
+# exact, e.g. audio a little longer than video).
+TRUNCATION_RATIO = 0.8
 INTERLACED_FIELD_ORDERS = frozenset({"tt", "bb", "tb", "bt"})
 
 
@@ -266,6 +269,13 @@ def apply_timing(info: MediaInfo, timing: ContentTiming, settings: WorkerSetting
         raise PermanentError(
             f"the video is {duration / 3600:.1f} h long; at most "
             f"{settings.max_duration / 3600:.1f} h is allowed"
+        )
+    declared = info.duration
+    if declared > 0 and duration < declared * TRUNCATION_RATIO - 1.0:
+        # The index (e.g. an MP4's moov at the front) survives a cut-off upload.
+        raise PermanentError(
+            f"the video is damaged or truncated: only {duration:.1f} s of "
+            f"{declared:.1f} s could be read"
         )
     # A picture shown for a long time is fine when sound plays meanwhile (a podcast); without
     # sound, hours of one or two frames is a way to make the encoder invent them.

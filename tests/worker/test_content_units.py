@@ -149,3 +149,10 @@ def test_watchdog_stops_on_cpu_budget_and_on_a_stall() -> None:
     moving = Watchdog(budget=1e9, min_speed=0.1, window=60, started=0.0)
     moving._media_times.extend([(0.0, 0.0), (30.0, 5.0), (70.0, 12.0)])
     assert moving.check(now=80) is None
+
+
+def test_header_duration_far_beyond_the_packets_is_a_truncated_upload() -> None:
+    header = validate(probed(format={"duration": "6.0"}), SETTINGS)
+    with pytest.raises(PermanentError, match=r"truncated: only 2.0 s of 6.0 s could be read"):
+        apply_timing(header, timing(50, 2.0, 2.0), SETTINGS)
+    assert apply_timing(header, timing(145, 5.8, 6.0), SETTINGS).duration == 6.0
