@@ -2,7 +2,8 @@
 
 The budget is computed from the measured content (duration x encoded frame rate x pixels
 decoded and encoded, plus audio), not from anything the header claims. While ffmpeg runs,
-its CPU time is read from ``/proc/<pid>/stat`` every second and its media time from
+its CPU time (with that of its descendants, e.g. under a sandbox wrapper) is read from
+``/proc/<pid>/stat`` every second and its media time from
 ``-progress``; the run is stopped, as a permanent failure with a readable reason, when it
 uses more CPU than its budget or when its media time advances slower than
 ``worker.min_speed`` x real time over a whole ``worker.speed_window``. ``RLIMIT_CPU`` is
@@ -58,17 +59,56 @@ def cpu_budget(info: MediaInfo, rungs: Sequence[Rung], settings: WorkerSettings)
     )
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a running process, from /proc; None once it is gone."""
+def _stat_fields(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             raw = stat.read()
     except OSError:
         return None
     # The command name (field 2) may contain spaces: split after its closing parenthesis.
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / CLOCK_TICKS
+    return raw[raw.rfind(b")") + 2 :].split()
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        with (
+            contextlib.suppress(OSError, ValueError),
+            open(f"/proc/{pid}/task/{task}/children") as children,
+        ):
+            found += [int(child) for child in children.read().split()]
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants: the spawned pid may be a wrapper (a sandbox) whose
+    child is the real ffmpeg."""
+    tree: list[int] = []
+    pending = [pid]
+    while pending and len(tree) < 64:
+        current = pending.pop()
+        tree.append(current)
+        pending += _children(current)
+    return tree
+
+
+def process_cpu_seconds(pids: Sequence[int]) -> float | None:
+    """User + system CPU time of running processes (with their reaped children), from
+    /proc; None once the first is gone."""
+    total = 0.0
+    for i, pid in enumerate(pids):
+        fields = _stat_fields(pid)
+        if fields is None:
+            if i == 0:
+                return None
+            continue
+        # utime, stime, cutime, cstime (fields 14-17 of proc(5)).
+        total += sum(int(value) for value in fields[11:15])
+    return total / CLOCK_TICKS
 
 
 @dataclass
@@ -81,14 +121,24 @@ class Watchdog:
     reason: str | None = None
     started: float = field(default_factory=time.monotonic)
     _media_times: deque[tuple[float, float]] = field(default_factory=deque)
+    _limited: set[int] = field(default_factory=set)
 
     def on_started(self, pid: int) -> None:
         self.pid = pid
         self.started = time.monotonic()
         self._media_times.append((self.started, 0.0))
+        self._limit([pid])
+
+    def _limit(self, pids: Sequence[int]) -> None:
+        # Per process (RLIMIT_CPU counts each process's own time); set on every process of
+        # the tree as it is first seen, so a sandbox's child gets it too.
         hard = int(self.budget * BACKSTOP_FACTOR + BACKSTOP_EXTRA_SECONDS)
-        with contextlib.suppress(OSError, ValueError):
-            resource.prlimit(pid, resource.RLIMIT_CPU, (hard, hard))
+        for pid in pids:
+            if pid in self._limited:
+                continue
+            self._limited.add(pid)
+            with contextlib.suppress(OSError, ValueError):
+                resource.prlimit(pid, resource.RLIMIT_CPU, (hard, hard))
 
     def on_progress(self, progress: Progress) -> None:
         self._media_times.append((time.monotonic(), progress.out_time))
@@ -96,7 +146,9 @@ class Watchdog:
     def check(self, now: float) -> str | None:
         """The reason to stop the run now, if any."""
         if self.pid is not None:
-            cpu = process_cpu_seconds(self.pid)
+            tree = process_tree(self.pid)
+            self._limit(tree)
+            cpu = process_cpu_seconds(tree)
             if cpu is not None:
                 self.cpu_seconds = cpu
         if self.cpu_seconds > self.budget:

@@ -61,6 +61,8 @@ def cover_args(
         fps = info.fps if info.fps > 0 else 25.0
         seeking = ["-ss", f"{seek:.3f}"]
         pick = f"thumbnail={max(2, min(60, round(fps * WINDOW_SECONDS)))}"
+    if info.still:
+        seeking = []  # one picture (cover art of an MP3/M4A): any seek, even to 0, skips it
     return [
         "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
         "-protocol_whitelist", PROTOCOL_WHITELIST,
@@ -83,6 +85,8 @@ async def extract_cover(
     # Cheapest first; the last try is from the start, because a wrong duration in the header
     # can put 10 % past the end.
     attempts = [(seek, True), *dict.fromkeys([(seek, False), (0.0, False)])]
+    if info.still:
+        attempts = [(0.0, False)]
     for position, keyframes_only in attempts:
         remove_file(dest)
         result = await run_process(

@@ -213,7 +213,8 @@ async def handle_transcode(
             finally:
                 log.info(
                     "ffmpeg ladder ended",
-                    cpu_seconds=round(watchdog.cpu_seconds, 1),
+                    # Sampled once a second: a run shorter than that shows 0.
+                    cpu_seconds_sampled=round(watchdog.cpu_seconds, 1),
                     cpu_budget=round(watchdog.budget),
                 )
         check_result(result, "transcoding")

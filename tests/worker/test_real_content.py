@@ -63,19 +63,23 @@ async def run_job(
     source: Path,
     within: float,
 ) -> tuple[TranscodeSucceeded | TranscodeFailed, list[float], float]:
-    """Publish a transcode job for ``source`` and wait for its end; the terminal event, the
-    progress percentages in the order published, and the seconds it took."""
-    job = TranscodeJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
-    )
+    """Publish the cover and transcode jobs for ``source``, as the API does, and wait for
+    the transcode's end (the cover must be ready too); the terminal event, the progress
+    percentages in the order published, and the seconds it took."""
+    video_id, key = new_video_id(), await upload_source(source)
+    job = TranscodeJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
+    cover = CoverJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     seen: list[float] = []
     async with EventListener(amqp, topology) as events:
         started = time.monotonic()
+        await publish_job(amqp, topology, cover)
         await publish_job(amqp, topology, job)
         end = await events.wait_for(
             job.job_id, ("transcode_succeeded", "transcode_failed"), within=within
         )
         took = time.monotonic() - started
+        ready = await events.wait_for(cover.job_id, ("cover_ready", "transcode_failed"))
+    assert ready.type == "cover_ready", ready
     for event in events.of(job.job_id, "progress"):
         assert isinstance(event, TranscodeProgress)
         seen.append(event.percent)
@@ -98,8 +102,9 @@ async def test_frame_rate_bomb_fails_fast_with_a_reason(
     assert video["r_frame_rate"] == "120/1"
     assert float(header["format"]["duration"]) == pytest.approx(21500, abs=1)
 
-    await start_worker(transcode_concurrency=1)
+    worker = await start_worker(transcode_concurrency=1)
     end, _, took = await run_job(amqp, declared_topology, upload_source, bomb, BOMB_BOUND)
+    await worker.settled_metrics()  # deliveries settled before the worker stops
     print(f"frame-rate bomb: terminal after {took:.1f} s")
     assert isinstance(end, TranscodeFailed)
     assert end.reason == (
@@ -127,10 +132,11 @@ async def test_still_picture_podcast_goes_online_quickly_with_moving_progress(
     else:
         make_still_podcast(source, picture, duration=PODCAST_SECONDS)
 
-    await start_worker(progress_interval=0.5)
+    worker = await start_worker(progress_interval=0.5)
     end, percents, took = await run_job(
         amqp, declared_topology, upload_source, source, PODCAST_BOUND
     )
+    await worker.settled_metrics()  # deliveries settled before the worker stops
     print(f"{kind}: online after {took:.1f} s; progress {percents}")
     assert isinstance(end, TranscodeSucceeded), end
     assert took < PODCAST_BOUND
@@ -187,7 +193,14 @@ async def test_cover_of_a_recording_without_duration(
     assert ready.duration == pytest.approx(3, abs=0.15)
 
 
-async def test_ladder_over_its_cpu_budget_is_stopped_with_a_reason(tmp_path: Path) -> None:
+# A wrapper that forks rather than execs, as a sandbox (bwrap) does: the CPU is the child's.
+FORKING_WRAPPER = ["sh", "-c", '"$@"; exit $?', "sh"]
+
+
+@pytest.mark.parametrize("wrapper", [[], FORKING_WRAPPER], ids=["direct", "forking-wrapper"])
+async def test_ladder_over_its_cpu_budget_is_stopped_with_a_reason(
+    tmp_path: Path, wrapper: list[str]
+) -> None:
     settings = WorkerSettings(rungs=[240])
     source = make_video(tmp_path / "in.mp4", width=640, height=480, duration=20)
     info = await probe(source, settings)
@@ -197,7 +210,9 @@ async def test_ladder_over_its_cpu_budget_is_stopped_with_a_reason(tmp_path: Pat
     watchdog = Watchdog(budget=0.3, min_speed=0, window=60)
     started = time.monotonic()
     with pytest.raises(BudgetExceeded, match=r"more than its CPU budget of 0 s"):
-        await run_watched(args, watchdog, time_limit=120, tool="ffmpeg-ladder", max_memory_mb=0)
+        await run_watched(
+            [*wrapper, *args], watchdog, time_limit=120, tool="ffmpeg-ladder", max_memory_mb=0
+        )
     assert watchdog.cpu_seconds > 0.3
     assert time.monotonic() - started < 60
 
