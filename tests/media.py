@@ -175,3 +175,15 @@ def make_fragmented_mp4(path: Path, *, duration: float = 3) -> Path:
         stdout=path,
     )  # fmt: skip
     return path
+
+
+def make_single_frame_video(path: Path, picture: Path, *, duration: float = 600) -> Path:
+    """A third podcast shape: one video frame (``ffmpeg -i cover.png -i talk.m4a out.mp4``
+    without ``-loop``) and long sound; a CFR encoder repeats that frame only at the end."""
+    _ffmpeg(
+        "-i", str(picture),
+        "-f", "lavfi", "-i", f"sine=frequency=300:sample_rate=8000:duration={duration}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "16k", "-ac", "1", str(path),
+    )  # fmt: skip
+    return path

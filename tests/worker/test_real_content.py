@@ -32,6 +32,7 @@ from tests.media import (
     make_looped_picture_video,
     make_picture,
     make_piped_recording,
+    make_single_frame_video,
     make_still_podcast,
     make_video,
 )
@@ -114,7 +115,9 @@ async def test_frame_rate_bomb_fails_fast_with_a_reason(
     assert took < BOMB_BOUND
 
 
-@pytest.mark.parametrize("kind", ["cover-art.mp3", "cover-art.m4a", "looped-picture.mp4"])
+@pytest.mark.parametrize(
+    "kind", ["cover-art.mp3", "cover-art.m4a", "looped-picture.mp4", "single-frame.mp4"]
+)
 async def test_still_picture_podcast_goes_online_quickly_with_moving_progress(
     kind: str,
     amqp: AbstractRobustConnection,
@@ -129,6 +132,9 @@ async def test_still_picture_podcast_goes_online_quickly_with_moving_progress(
     source = tmp_path / kind
     if kind.startswith("looped"):
         make_looped_picture_video(source, picture, duration=PODCAST_SECONDS)
+    elif kind.startswith("single"):
+        make_single_frame_video(source, picture, duration=PODCAST_SECONDS)
+        assert ffprobe(source)["streams"][0]["nb_frames"] == "1"
     else:
         make_still_podcast(source, picture, duration=PODCAST_SECONDS)
 
