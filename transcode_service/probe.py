@@ -253,7 +253,9 @@ def validate(data: dict[str, Any], settings: WorkerSettings) -> MediaInfo:
 def _hms(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 def apply_timing(info: MediaInfo, timing: ContentTiming, settings: WorkerSettings) -> MediaInfo:
@@ -266,9 +268,9 @@ def apply_timing(info: MediaInfo, timing: ContentTiming, settings: WorkerSetting
     if duration <= 0:
         raise PermanentError("the video's duration could not be determined")
     if duration > settings.max_duration:
+        # The scan stops just past the limit: "longer than", not a made-up total.
         raise PermanentError(
-            f"the video is {duration / 3600:.1f} h long; at most "
-            f"{settings.max_duration / 3600:.1f} h is allowed"
+            f"the video is longer than {_hms(settings.max_duration)}, the most allowed"
         )
     declared = info.duration
     if declared > 0 and duration < declared * TRUNCATION_RATIO - 1.0:

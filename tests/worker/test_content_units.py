@@ -73,7 +73,7 @@ def test_frame_rate_bomb_is_refused_with_a_readable_reason() -> None:
     [
         (timing(0, 0), "contains no pictures"),
         (timing(1, 0), "duration could not be determined"),
-        (timing(25 * 21601, 21601), "at most 6.0 h"),
+        (timing(25 * 21601, 21601), "longer than 6 h 00 min, the most allowed"),
     ],
 )
 def test_implausible_content_is_refused(content: ContentTiming, reason: str) -> None:

@@ -8,6 +8,7 @@ here are well below them even under load (see the report), so they are not tight
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from pathlib import Path
@@ -45,9 +46,11 @@ from tests.worker.conftest import (
 )
 from tests.worker.test_handlers import check_outputs, with_rungs
 from transcode_service.budget import BudgetExceeded, Watchdog, run_watched
+from transcode_service.errors import PermanentError
 from transcode_service.handlers import Deps, handle_cover, handle_transcode
 from transcode_service.ladder import build_ladder_args, plan_ladder
 from transcode_service.probe import probe
+from transcode_service.timing import scan
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -187,6 +190,24 @@ async def test_stream_without_duration_in_its_header_goes_online(
     assert event.duration == pytest.approx(3, abs=0.15)
     assert percents and max(percents) > 90  # progress worked: it needs the real duration
     await check_outputs(s3, bucket, event, tmp_path, audio=True)
+
+
+async def test_scan_of_a_stream_without_duration_stops_past_max_duration(
+    deps: Deps, upload_source: Uploader, tmp_path: Path
+) -> None:
+    source = make_piped_recording(tmp_path / "long.mkv", container="matroska", duration=60)
+    assert "duration" not in ffprobe(source)["format"]
+    job = TranscodeJob(
+        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
+    )
+    short = dataclasses.replace(
+        deps, settings=deps.settings.model_copy(update={"max_duration": 5.0})
+    )
+    with pytest.raises(PermanentError, match=r"^the video is longer than 5 s, the most allowed$"):
+        await handle_transcode(job, short)
+    # The scan itself read about max_duration of packets, not the whole minute.
+    timing = await scan(source, "matroska", 0, 1, short.settings)
+    assert 5 < timing.duration < 8
 
 
 async def test_cover_of_a_recording_without_duration(
