@@ -119,6 +119,13 @@ def plan_ladder(info: MediaInfo, settings: WorkerSettings) -> list[Rung]:
     return [rung_size(info, s, fps) for s in sorted(sizes, reverse=True)]
 
 
+def audio_kbps(info: MediaInfo) -> int:
+    """128 kb/s, or less where AAC cannot use it: at most 6 bits per sample and channel
+    (8 kHz mono speech: 48 kb/s)."""
+    channels = min(2, info.audio_channels)
+    return max(8, min(AUDIO_BITRATE_KBPS, 6 * info.audio_sample_rate * channels // 1000))
+
+
 def rate_text(fps: float) -> str:
     """A frame rate as ffmpeg's exact rational: 29.97002997 -> "30000/1001"."""
     return str(Fraction(fps).limit_denominator(1001))
@@ -212,7 +219,7 @@ def build_ladder_args(
             # Mono stays mono (half the encoding work for the many mono podcasts); more
             # than two channels are mixed down to stereo.
             channels = min(2, info.audio_channels)
-            args += ["-c:a", "aac", "-b:a", f"{AUDIO_BITRATE_KBPS}k", "-ac", str(channels)]
+            args += ["-c:a", "aac", "-b:a", f"{audio_kbps(info)}k", "-ac", str(channels)]
         args += [
             "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
             "-threads", str(settings.ffmpeg_threads),

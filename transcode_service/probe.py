@@ -75,6 +75,7 @@ class MediaInfo:
     video_index: int = 0  # absolute stream indexes, mapped as 0:N
     audio_index: int | None = None
     audio_channels: int = 2
+    audio_sample_rate: int = 48000
     # One picture for the whole file (cover art of an audio file, or a single frame): the
     # ladder loops it at a low rate instead of asking the demuxer for more.
     still: bool = False
@@ -245,6 +246,7 @@ def validate(data: dict[str, Any], settings: WorkerSettings) -> MediaInfo:
         video_index=int(video.get("index", 0)),
         audio_index=int(audios[0].get("index", 0)) if audios else None,
         audio_channels=max(1, int(audios[0].get("channels") or 2)) if audios else 2,
+        audio_sample_rate=max(1, int(audios[0].get("sample_rate") or 48000)) if audios else 48000,
         still=not moving,
         header_rates=_header_rates(video),
     )

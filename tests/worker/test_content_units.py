@@ -13,7 +13,7 @@ from tests.worker.test_units import info, probed
 from transcode_service.budget import Watchdog, cpu_budget
 from transcode_service.errors import PermanentError
 from transcode_service.ffmpeg import Progress
-from transcode_service.ladder import build_ladder_args, output_fps, plan_ladder
+from transcode_service.ladder import audio_kbps, build_ladder_args, output_fps, plan_ladder
 from transcode_service.probe import apply_timing, validate
 from transcode_service.timing import ContentTiming, StreamTiming, summarize_packets
 
@@ -156,3 +156,11 @@ def test_header_duration_far_beyond_the_packets_is_a_truncated_upload() -> None:
     with pytest.raises(PermanentError, match=r"truncated: only 2.0 s of 6.0 s could be read"):
         apply_timing(header, timing(50, 2.0, 2.0), SETTINGS)
     assert apply_timing(header, timing(145, 5.8, 6.0), SETTINGS).duration == 6.0
+
+
+def test_audio_bit_rate_fits_what_aac_can_carry() -> None:
+    assert audio_kbps(info()) == 128  # 48 kHz: the ladder's rate
+    speech = dataclasses.replace(info(), audio_channels=1, audio_sample_rate=8000)
+    assert audio_kbps(speech) == 48  # 6 bits per sample: more would be clamped with a warning
+    surround = dataclasses.replace(info(), audio_channels=6, audio_sample_rate=44100)
+    assert audio_kbps(surround) == 128
