@@ -222,4 +222,6 @@ async def run_watched(
             budget=round(watchdog.budget),
         )
         raise BudgetExceeded(watchdog.reason)
+    if not watch.cancelled() and (error := watch.exception()) is not None:
+        raise error  # the watchdog itself failed (the run was stopped with it)
     return run.result()
