@@ -33,6 +33,8 @@ from api_service.openapi import setup_openapi
 from api_service.outbox import OutboxRelay
 from api_service.routes import live, ops, playback, users, videos
 from api_service.storage import open_storage
+from api_service.uploads import routes as multipart
+from api_service.uploads.janitor import periodic_janitor
 from api_service.webapp import setup_webapp
 from shared.settings import Settings
 from shared.topology import Topology, declare_topology
@@ -130,7 +132,10 @@ def create_app(
         app.cleanup_ctx.append(_outbox_relay)
     if run_consumers:
         app.cleanup_ctx.append(_event_consumer)
-    for table in (users.routes, videos.routes, playback.routes, live.routes, ops.routes):
+    if run_relay and settings.upload.janitor_interval > 0:
+        app.cleanup_ctx.append(periodic_janitor)
+    tables = (users.routes, videos.routes, multipart.routes, playback.routes, live.routes)
+    for table in (*tables, ops.routes):
         app.router.add_routes(table)
     setup_openapi(app, str(settings.server.public_base_url).rstrip("/"))
     setup_webapp(app, settings.server.hlsjs_dir)

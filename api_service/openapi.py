@@ -63,6 +63,25 @@ def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
                 "description": "Rendition, e.g. 720p",
             }
         )
+    if "{upload_id}" in path:
+        params.append(
+            {
+                "name": "upload_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "uploadId from create",
+            }
+        )
+    if "{part_number}" in path:
+        params.append(
+            {
+                "name": "part_number",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+            }
+        )
     if op.auth == "playback":
         params.append(
             {

@@ -101,7 +101,9 @@ class S3Settings(BaseModel):
     secret_key: SecretStr = SecretStr("video-dev-secret-key")
     bucket: str = Field("videos", min_length=3, max_length=63)
     addressing_style: Literal["path", "virtual", "auto"] = "path"
-    upload_url_expiry: int = Field(3600, gt=0, le=7 * 24 * 3600)
+    # Short: a single-PUT URL or a part URL stops working soon after it was handed out
+    # (multipart clients sign parts on demand, so only a single PUT needs it to be long).
+    upload_url_expiry: int = Field(900, gt=0, le=7 * 24 * 3600)
     download_url_expiry: int = Field(3600, gt=0, le=7 * 24 * 3600)
 
     @property
@@ -145,7 +147,8 @@ class WorkerSettings(BaseModel):
     max_height: int = Field(4320, gt=0)
     max_duration: float = Field(6 * 3600, gt=0)
     max_streams: int = Field(16, gt=0)
-    max_source_bytes: int = Field(5 * 1024**3, gt=0)
+    # As large as the API accepts (upload.max_size), so every accepted upload is processed.
+    max_source_bytes: int = Field(50 * 1024**3, gt=0)
     rungs: list[int] = Field(default_factory=lambda: [1080, 720, 480, 360, 240])
     segment_seconds: int = Field(6, ge=1)
     max_fps: int = Field(60, ge=1)
@@ -196,9 +199,27 @@ class AuthSettings(BaseModel):
     events_token_ttl_seconds: int = Field(3600, gt=0)
 
 
+MIB = 1024**2
+S3_MIN_PART = 5 * MIB  # every part but the last
+S3_MAX_PART = 5 * 1024**3
+S3_MAX_PARTS = 10_000
+
+
 class UploadSettings(BaseModel):
-    # 5 GiB: the S3 single-PUT limit.
-    max_size: int = Field(5 * 1024**3, gt=0)
+    # Above 5 GiB (the S3 single-PUT limit) only multipart uploads get through.
+    max_size: int = Field(50 * 1024**3, gt=0, le=S3_MAX_PART * S3_MAX_PARTS)
+    # initiate picks a multipart upload for a declared size above this (or on request).
+    multipart_threshold: int = Field(64 * MIB, ge=S3_MIN_PART)
+    # Part size suggested to clients; raised for big files so they fit in 10 000 parts.
+    part_size: int = Field(16 * MIB, ge=S3_MIN_PART, le=S3_MAX_PART)
+    # The janitor expires uploads still `uploading` after this many seconds...
+    abandoned_after: int = Field(24 * 3600, gt=0)
+    # ...and aborts multipart uploads with no row that are older than this (a create in
+    # progress has started its S3 upload before its row records the id).
+    orphan_grace: int = Field(3600, ge=0)
+    # How often the API process runs the janitor (0: never; use `video-janitor` instead).
+    janitor_interval: float = Field(900.0, ge=0)
+    janitor_batch_size: int = Field(50, gt=0)
     allowed_extensions: list[str] = Field(
         default_factory=lambda: [
             ".mp4",

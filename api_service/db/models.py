@@ -59,7 +59,10 @@ class User(Base):
 
 class Video(Base):
     __tablename__ = "videos"
-    __table_args__ = (Index("ix_videos_owner_created", "owner_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_videos_owner_created", "owner_id", "created_at"),
+        Index("ix_videos_status_created", "status", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     owner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
@@ -70,6 +73,10 @@ class Video(Base):
     progress: Mapped[float] = mapped_column(Double, default=0.0)
     error: Mapped[str | None] = mapped_column(Text, default=None)  # VIDEO_ERROR_MAX
     size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The S3 multipart upload in progress (None for a single PUT or once completed).
+    upload_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    # What the client said at initiate; enforced by the store or at complete.
+    declared_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     etag: Mapped[str | None] = mapped_column(String(ETAG_MAX), default=None)
     duration: Mapped[float | None] = mapped_column(Double, default=None)
     width: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -59,12 +59,44 @@ class InitiateUploadRequest(_Request):
     title: str | None = Field(default=None, min_length=1, max_length=255)
     size: int | None = Field(default=None, gt=0, description="Expected size in bytes.")
     content_type: str | None = Field(default=None, max_length=255)
+    multipart: bool | None = Field(
+        default=None,
+        description="Ask for a multipart upload (default: multipart above "
+        "upload.multipart_threshold bytes of declared size).",
+    )
+
+
+class PresignedPostResponse(BaseModel):
+    url: str
+    fields: dict[str, str] = Field(
+        description="Form fields to send before the file field; the policy bounds the size."
+    )
+
+
+class MultipartUploadInfo(BaseModel):
+    upload_id: str = Field(description="S3 multipart upload id (Uppy: uploadId).")
+    key: str = Field(description="Object key chosen by the server (Uppy: key).")
+    part_size: int = Field(description="Suggested part size in bytes (5 MiB - 5 GiB).")
+    max_parts: int = 10_000
 
 
 class InitiateUploadResponse(BaseModel):
     video_id: int
-    upload_url: str = Field(description="Presigned URL: PUT the file's bytes to it.")
+    upload: Literal["single", "multipart"] = "single"
+    upload_url: str | None = Field(
+        description="Presigned URL: PUT the file's bytes to it (single uploads; signed with "
+        "Content-Length when a size was declared)."
+    )
     method: Literal["PUT"] = "PUT"
+    upload_post: PresignedPostResponse | None = Field(
+        default=None,
+        description="Alternative to upload_url: a presigned form POST limited to max_size.",
+    )
+    multipart: MultipartUploadInfo | None = Field(
+        default=None,
+        description="Multipart uploads: sign parts with GET /api/v1/s3/multipart/{upload_id}"
+        "/{part_number}?key=, then POST /api/v1/s3/multipart/{upload_id}/complete?key=.",
+    )
     expires_at: UtcDatetime
     max_size: int = Field(description="Largest accepted upload in bytes.")
 

@@ -60,7 +60,7 @@ async def test_initiate_creates_row_and_presigned_put(
             400,
             "content_type",
         ),
-        ({"file_name": "a.mp4", "size": 5 * 1024**3 + 1}, "file_too_large", 413, "size"),
+        ({"file_name": "a.mp4", "size": 50 * 1024**3 + 1}, "file_too_large", 413, "size"),
         ({"file_name": "a.mp4", "size": 0}, "validation_error", 400, "size"),
         ({"file_name": ""}, "validation_error", 400, "file_name"),
         ({"title": "x"}, "validation_error", 400, "file_name"),
