@@ -33,7 +33,8 @@ class ObjectInfo:
 class PartInfo:
     number: int
     size: int
-    etag: str
+    etag: str  # without quotes
+    modified: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,11 @@ class Storage:
         )
 
     async def list_parts(self, key: str, upload_id: str) -> list[PartInfo] | None:
-        """The parts S3 holds for the upload, by number; None when there is no such upload."""
+        """Every part S3 holds for the upload, by number; None when there is no such upload.
+
+        A part number can appear more than once: SeaweedFS keeps (and lists) each upload of a
+        re-sent part until completion, which then uses the one whose ETag the client names.
+        """
         parts: list[PartInfo] = []
         marker = 0
         try:
@@ -123,7 +128,8 @@ class Storage:
                         PartInfo(
                             number=int(part["PartNumber"]),
                             size=int(part["Size"]),
-                            etag=str(part["ETag"]),
+                            etag=str(part["ETag"]).strip('"'),
+                            modified=part.get("LastModified"),
                         )
                     )
                 if not response.get("IsTruncated"):

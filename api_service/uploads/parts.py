@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from api_service.storage import PartInfo
 from shared.settings import MIB, S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 class PartsRejected(Exception):
@@ -23,6 +26,31 @@ def suggested_part_size(size: int | None, preferred: int) -> int:
         return preferred
     needed = math.ceil(math.ceil(size / S3_MAX_PARTS) / MIB) * MIB
     return min(max(preferred, needed, S3_MIN_PART), S3_MAX_PART)
+
+
+def newest_per_number(parts: Sequence[PartInfo]) -> list[PartInfo]:
+    """One part per number (the most recently modified) for clients that resume."""
+    chosen: dict[int, PartInfo] = {}
+    for part in parts:
+        seen = chosen.get(part.number)
+        if seen is None or (part.modified or _EPOCH) > (seen.modified or _EPOCH):
+            chosen[part.number] = part
+    return [chosen[n] for n in sorted(chosen)]
+
+
+def claimed_parts(stored: Sequence[PartInfo], claimed: dict[int, str]) -> list[PartInfo]:
+    """The stored parts the client names by number and ETag; every number exactly once."""
+    numbers = {p.number for p in stored}
+    by_key = {(p.number, p.etag): p for p in stored}
+    chosen = [by_key.get((n, claimed[n])) for n in sorted(claimed)]
+    if set(claimed) != numbers or any(p is None for p in chosen):
+        raise PartsRejected(
+            400,
+            "parts_mismatch",
+            f"invalid parts: they must list each of the {len(numbers)} uploaded part numbers "
+            "once with the ETag the store returned (GET the upload to list them)",
+        )
+    return [p for p in chosen if p is not None]
 
 
 def total_size(parts: Sequence[PartInfo], limit: int) -> int:

@@ -27,7 +27,12 @@ from api_service.uploads.finish import (
     reject_too_large,
     upload_limit,
 )
-from api_service.uploads.parts import PartsRejected, total_size
+from api_service.uploads.parts import (
+    PartsRejected,
+    claimed_parts,
+    newest_per_number,
+    total_size,
+)
 from api_service.uploads.schemas import (
     CompleteMultipartRequest,
     CompleteMultipartResponse,
@@ -155,7 +160,10 @@ async def list_parts(request: web.Request) -> web.Response:
     if parts is None:
         raise not_found("upload")
     body = UploadedParts(
-        [UploadedPart(PartNumber=p.number, Size=p.size, ETag=p.etag) for p in parts]
+        [
+            UploadedPart(PartNumber=p.number, Size=p.size, ETag=f'"{p.etag}"')
+            for p in newest_per_number(parts)
+        ]
     )
     return web.json_response(body.model_dump(mode="json"))
 
@@ -177,28 +185,25 @@ async def complete_multipart(request: web.Request) -> web.Response:
     storage = app[STORAGE]
     key, upload_id = video.source_key, video.upload_id
     assert key is not None and upload_id is not None
-    # Sizes come from the store, never from the client.
+    # Sizes come from the store, never from the client; the client's ETags pick the parts.
     stored = await storage.list_parts(key, upload_id)
     if stored is None:
         raise not_found("upload")
+    claimed = {p.PartNumber: _unquote(p.ETag) for p in body.parts}
+    if len(claimed) != len(body.parts):
+        raise ApiError(400, "parts_mismatch", "invalid parts: a part number appears twice")
     try:
-        total_size(stored, upload_limit(app[SETTINGS], video))
+        if not stored:
+            total_size(stored, 0)  # "no parts uploaded yet"
+        chosen = claimed_parts(stored, claimed)
+        total_size(chosen, upload_limit(app[SETTINGS], video))
     except PartsRejected as exc:
         if exc.status == 413:
             await storage.abort_multipart(key, upload_id)
             await fail_upload(app, video, exc.message, None)
         raise ApiError(exc.status, exc.code, exc.message) from None
-    by_number = {p.number: _unquote(p.etag) for p in stored}
-    claimed = {p.PartNumber: _unquote(p.ETag) for p in body.parts}
-    if claimed != by_number:
-        raise ApiError(
-            400,
-            "parts_mismatch",
-            f"invalid parts: they must list exactly the {len(stored)} uploaded parts with "
-            "their ETags (GET the upload to list them)",
-        )
     try:
-        await storage.complete_multipart(key, upload_id, sorted(by_number.items()))
+        await storage.complete_multipart(key, upload_id, [(p.number, p.etag) for p in chosen])
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code == "NoSuchUpload":
