@@ -39,14 +39,22 @@ class _Message(BaseModel):
 # --------------------------------------------------------------------------- jobs
 
 
+_SOURCE_ETAG = (
+    "ETag of the upload when it was completed: the worker reads only that version, so "
+    "bytes written later through a still-valid upload URL are never processed."
+)
+
+
 class CoverJob(_Message):
     kind: Literal["cover"] = "cover"
     source_key: str = Field(min_length=1, max_length=1024)
+    source_etag: str | None = Field(default=None, max_length=128, description=_SOURCE_ETAG)
 
 
 class TranscodeJob(_Message):
     kind: Literal["transcode"] = "transcode"
     source_key: str = Field(min_length=1, max_length=1024)
+    source_etag: str | None = Field(default=None, max_length=128, description=_SOURCE_ETAG)
 
 
 AnyJob = CoverJob | TranscodeJob

@@ -84,6 +84,7 @@ async def _fetch_and_probe(
             job.source_key,
             source,
             max_bytes=deps.settings.max_source_bytes,
+            etag=job.source_etag,
         )
     timings.source_size = size
     with timings.stage("probe"):

@@ -13,7 +13,7 @@ import aiohttp
 import botocore.exceptions
 import structlog
 
-from shared.s3 import is_not_found
+from shared.s3 import error_code, is_not_found
 from transcode_service.errors import PermanentError, RetryableError
 from transcode_service.workdir import file_size
 
@@ -63,13 +63,22 @@ def _open_read(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-async def download(s3: S3Client, bucket: str, key: str, dest: Path, *, max_bytes: int) -> int:
-    """Stream ``key`` into ``dest``; returns its size."""
+async def download(
+    s3: S3Client, bucket: str, key: str, dest: Path, *, max_bytes: int, etag: str | None = None
+) -> int:
+    """Stream ``key`` into ``dest``; returns its size. With ``etag``, only that version."""
     try:
-        response = await s3.get_object(Bucket=bucket, Key=key)
+        if etag:
+            response = await s3.get_object(Bucket=bucket, Key=key, IfMatch=etag)
+        else:
+            response = await s3.get_object(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as exc:
         if is_not_found(exc):
             raise PermanentError("the uploaded file was not found in storage") from None
+        if error_code(exc) in ("PreconditionFailed", "412"):
+            raise PermanentError(
+                "the uploaded file was overwritten after its upload was completed"
+            ) from None
         raise RetryableError(f"downloading the source failed: {exc}") from exc
     except Exception as exc:
         if transient(exc):

@@ -52,8 +52,13 @@ async def enqueue_processing(app: web.Application, video: Video, size: int, etag
     assert video.source_key is not None
     topology = app[TOPOLOGY]
     jobs: list[CoverJob | TranscodeJob] = [
-        CoverJob(video_id=video.id, job_id=uuid.uuid4(), source_key=video.source_key),
-        TranscodeJob(video_id=video.id, job_id=uuid.uuid4(), source_key=video.source_key),
+        kind(
+            video_id=video.id,
+            job_id=uuid.uuid4(),
+            source_key=video.source_key,
+            source_etag=etag[:128] or None,
+        )
+        for kind in (CoverJob, TranscodeJob)
     ]
     sessions = app[SESSIONS]
     async with sessions() as session, session.begin():

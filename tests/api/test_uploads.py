@@ -100,6 +100,7 @@ async def test_complete_queues_both_jobs_once(
     for kind, job in by_key.items():
         assert job.body["kind"] == kind
         assert job.body["source_key"] == video["source_key"]
+        assert job.body["source_etag"] == video["etag"]
         assert job.message_id == job.body["job_id"]
         assert job.persistent
         assert job.content_type == "application/json"
