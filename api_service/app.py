@@ -36,6 +36,8 @@ from api_service.storage import open_storage
 from api_service.uploads import routes as multipart
 from api_service.uploads.janitor import periodic_janitor
 from api_service.webapp import setup_webapp
+from api_service.webhooks import routes as webhooks
+from api_service.webhooks.dispatcher import webhook_dispatcher
 from shared.settings import Settings
 from shared.topology import Topology, declare_topology
 
@@ -132,10 +134,12 @@ def create_app(
         app.cleanup_ctx.append(_outbox_relay)
     if run_consumers:
         app.cleanup_ctx.append(_event_consumer)
+    if run_relay:
+        app.cleanup_ctx.append(webhook_dispatcher)
     if run_relay and settings.upload.janitor_interval > 0:
         app.cleanup_ctx.append(periodic_janitor)
-    tables = (users.routes, videos.routes, multipart.routes, playback.routes, live.routes)
-    for table in (*tables, ops.routes):
+    tables = (users.routes, videos.routes, multipart.routes, webhooks.routes, playback.routes)
+    for table in (*tables, live.routes, ops.routes):
         app.router.add_routes(table)
     setup_openapi(app, str(settings.server.public_base_url).rstrip("/"))
     setup_webapp(app, settings.server.hlsjs_dir)

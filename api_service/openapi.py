@@ -73,6 +73,15 @@ def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
                 "description": "uploadId from create",
             }
         )
+    if "{endpoint_id}" in path:
+        params.append(
+            {
+                "name": "endpoint_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        )
     if "{part_number}" in path:
         params.append(
             {

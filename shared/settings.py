@@ -261,6 +261,20 @@ class UploadSettings(BaseModel):
     )
 
 
+class WebhookSettings(BaseModel):
+    # Receivers on loopback, private, link-local or otherwise non-public addresses are refused
+    # (no SSRF through webhooks) unless this is set (development, tests, internal receivers).
+    allow_private: bool = False
+    # Attempts per delivery, with exponential backoff (base x 2^n, capped) between them.
+    max_attempts: int = Field(8, ge=1, le=50)
+    backoff_base: float = Field(5.0, gt=0)
+    backoff_max: float = Field(3600.0, gt=0)
+    timeout: float = Field(10.0, gt=0)
+    poll_interval: float = Field(1.0, gt=0)
+    batch_size: int = Field(20, gt=0)
+    max_endpoints_per_user: int = Field(10, ge=1)
+
+
 class LoggingSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # None: JSON when stderr is not a TTY, coloured console otherwise.
@@ -282,6 +296,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     auth: AuthSettings = AuthSettings()
     upload: UploadSettings = UploadSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

@@ -26,6 +26,7 @@ from api_service.events.dead_letters import dead_letter_reason
 from api_service.events.retry import ack_after
 from api_service.metrics import Metrics
 from api_service.storage import Storage
+from api_service.webhooks import outbox as webhook_outbox
 from shared.inflight import InFlight
 from shared.keys import video_prefixes
 from shared.messages import (
@@ -109,6 +110,8 @@ class EventConsumer:
                 async with self._sessions() as session, session.begin():
                     exists = await session.get(Video, event.video_id) is not None
                     changed = exists and await apply_event(session, event)
+                    if changed:  # same transaction: no webhook without its change
+                        await webhook_outbox.on_event_applied(session, event)
                 if not exists:
                     await self._discard_late_outputs(event)
                 outcome = "applied" if changed else "ignored"
@@ -141,6 +144,8 @@ class EventConsumer:
             async def work() -> None:
                 async with self._sessions() as session, session.begin():
                     changed = await mark_failed(session, job.video_id, reason)
+                    if changed:
+                        await webhook_outbox.on_failed(session, job.video_id, reason)
                 log.warning("dead-lettered job", reason=reason, marked_failed=changed)
 
             await ack_after(message, work)

@@ -14,6 +14,8 @@ from sqlalchemy.engine import CursorResult
 from api_service.context import OUTBOX_WAKE, SESSIONS, SETTINGS, STORAGE, TOPOLOGY
 from api_service.db.models import ETAG_MAX, OutboxMessage, Video
 from api_service.http.errors import ApiError
+from api_service.webhooks import outbox as webhook_outbox
+from api_service.webhooks.outbox import VIDEO_PROCESSING
 from shared.messages import CoverJob, TranscodeJob
 from shared.settings import Settings
 from shared.status import VideoStatus
@@ -78,6 +80,9 @@ async def enqueue_processing(app: web.Application, video: Video, size: int, etag
         assert isinstance(result, CursorResult)
         won = result.rowcount == 1
         if won:
+            await webhook_outbox.enqueue(
+                session, video.id, VIDEO_PROCESSING, {"status": "transcoding", "size": size}
+            )
             session.add_all(
                 OutboxMessage(
                     message_id=str(job.job_id),

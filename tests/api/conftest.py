@@ -51,6 +51,13 @@ async def api(
         settings,
         rabbitmq={"url": SecretStr(str(proxied.update_query(reconnect_interval=0.5)))},
         server={"outbox_poll_interval": 0.2},
+        # Test receivers listen on 127.0.0.1; quick retries.
+        webhooks={
+            "allow_private": True,
+            "backoff_base": 0.2,
+            "poll_interval": 0.1,
+            "max_attempts": 4,
+        },
     )
     instance = await start_api(api_settings)
     yield instance
