@@ -88,6 +88,7 @@ class WebhookDispatcher:
 
     async def _claim(self) -> list[_Claimed]:
         now = utcnow()
+        # Longer than one send can take; a row whose sender died is due again after it.
         lease = timedelta(seconds=self.settings.timeout + 30)
         async with self.sessions() as session, session.begin():
             rows = (
