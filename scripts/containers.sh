@@ -135,7 +135,7 @@ done
 stamp "run $RUN: database, bucket, migrations (video-migrate in the API image)"
 "$PY" scripts/stack_probe.py database create
 "$PY" scripts/stack_probe.py bucket create
-pm run --rm --network host "${common_env[@]}" "$API_IMAGE" video-migrate
+pm run --rm --network host --health-interval=disable "${common_env[@]}" "$API_IMAGE" video-migrate
 
 stamp "start API (127.0.0.1:$API_PORT) and worker A"
 pm run -d --name "ctr-$RUN-api" --network host --health-interval=disable "${common_env[@]}" \
