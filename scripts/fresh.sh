@@ -10,10 +10,11 @@
 # apt mirror, proxy and CA settings (scripts/podman.sh). The base image is cached in Podman's
 # storage; everything else starts from nothing on every run.
 #
-# Downloads (apt's .deb files, pip's HTTP cache) are kept between runs on the same machine in
-# FRESH_CACHE_DIR (default /var/cache/video-platform/fresh; FRESH_CACHE_DIR= disables it):
-# the packages are still installed from nothing every time, only not downloaded again. An
-# empty cache, as on a new machine, works the same, just slower.
+# apt's downloaded .deb files are kept between runs on the same machine in FRESH_CACHE_DIR
+# (default /var/cache/video-platform/fresh; FRESH_CACHE_DIR= disables it): the packages are
+# still installed from nothing every time, only not downloaded again. An empty cache, as on a
+# new machine, works the same, just slower. (pip's HTTP cache is not kept: mounted the same
+# way it stayed empty here, the responses it gets through this network are not cacheable.)
 #
 #   FRESH_KEEP=1      keep the container after the run (to look around: podman exec -it NAME bash)
 #   FRESH_MAKE_ARGS   extra arguments for the inner `make test`, e.g. PYTEST_ARGS="-x"
@@ -55,11 +56,8 @@ mapfile -t env_flags < <(passthrough_env_flags)
 cache_flags=()
 FRESH_CACHE_DIR=${FRESH_CACHE_DIR-/var/cache/video-platform/fresh}
 if [[ -n $FRESH_CACHE_DIR ]]; then
-    mkdir -p "$FRESH_CACHE_DIR/apt" "$FRESH_CACHE_DIR/pip"
-    cache_flags=(
-        --volume "$FRESH_CACHE_DIR/apt:/var/cache/apt/archives"
-        --volume "$FRESH_CACHE_DIR/pip:/root/.cache/pip"
-    )
+    mkdir -p "$FRESH_CACHE_DIR/apt"
+    cache_flags=(--volume "$FRESH_CACHE_DIR/apt:/var/cache/apt/archives")
     echo "fresh: download cache $FRESH_CACHE_DIR ($(du -sh "$FRESH_CACHE_DIR" 2>/dev/null | cut -f1))"
 fi
 
@@ -69,7 +67,7 @@ inner=$(
     cat <<'EOF'
 set -euo pipefail
 step() { printf '\n=== fresh (container): %s\n' "$*"; }
-step "what is installed before: $(dpkg-query -W -f='${Package} ' mariadb-server rabbitmq-server python3 ffmpeg 2>/dev/null || true)(none of mariadb-server, rabbitmq-server, python3, ffmpeg expected)"
+step "installed before: [$(dpkg-query -W -f='${db:Status-Status} ${Package}, ' mariadb-server rabbitmq-server python3 ffmpeg 2>/dev/null | grep -o 'installed [^,]*' || true)] (expected: none of mariadb-server, rabbitmq-server, python3, ffmpeg)"
 git -c advice.detachedHead=false clone --quiet /src/repo.bundle /root/video-platform
 cd /root/video-platform
 step "make test at $(git rev-parse --short HEAD)"
