@@ -19,12 +19,13 @@ PODMAN_PACKAGES=(podman buildah runc fuse-overlayfs slirp4netns uidmap netavark 
 DEBIAN_SUITE=bookworm
 
 # Environment passed into containers and builds so they reach the registries the way this
-# machine does (proxies, pip index and CA settings). Values naming file:// indexes are local to
+# machine does (proxies, pip/npm index and CA settings). Values naming file:// indexes are local to
 # this machine and are left out.
 PASSTHROUGH_ENV=(
     http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY
     PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST PIP_DEFAULT_TIMEOUT PIP_CERT
     REQUESTS_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR
+    NODE_EXTRA_CA_CERTS npm_config_registry npm_config_cafile
 )
 
 # Resolver options for containers and builds behind Podman's NAT: glibc sends the A and AAAA
