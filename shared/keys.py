@@ -20,6 +20,14 @@ def raw_key(video_id: int, extension: str, token: uuid.UUID | None = None) -> st
     return f"raw/{video_id}/{token or uuid.uuid4()}{ext}"
 
 
+def is_raw_key_of(video_id: int, key: str) -> bool:
+    """Whether ``key`` is an upload of ``video_id``: directly under ``raw/{id}/``, one plain
+    name (S3 keys are not paths, but ``..`` and nested names are never issued by the API)."""
+    prefix = raw_prefix(video_id)
+    name = key[len(prefix) :]
+    return key.startswith(prefix) and bool(name) and "/" not in name and name not in (".", "..")
+
+
 def processed_prefix(video_id: int) -> str:
     return f"processed/{video_id}/"
 

@@ -133,6 +133,9 @@ class RabbitMQSettings(BaseModel):
         return value
 
 
+FfmpegSandbox = Literal["auto", "bwrap", "none"]
+
+
 class WorkerSettings(BaseModel):
     cover_concurrency: int = Field(2, ge=1)
     transcode_concurrency: int = Field(1, ge=1)
@@ -170,6 +173,9 @@ class WorkerSettings(BaseModel):
     # ladder peaks at about 1.3 GiB on 2 cores; the cap stops a crafted input from making a
     # decoder take the whole machine's memory.
     ffmpeg_max_memory_mb: int = Field(8192, ge=0)
+    # Confinement of ffprobe/ffmpeg: bwrap (no network, only the job's files; start-up fails
+    # if it cannot run), none (minimal environment only), auto (bwrap where it works).
+    ffmpeg_sandbox: FfmpegSandbox = "auto"
     progress_interval: float = Field(1.0, gt=0)
     # CPU seconds one ladder may use: base + per gigapixel encoded or decoded + per second of
     # audio per rung (see transcode_service/budget.py). A 1080p30 five-rung ladder needs

@@ -29,6 +29,7 @@ from transcode_service.errors import PermanentError
 from transcode_service.ffmpeg import ProcessResult, Progress, ProgressCallback, run_process
 from transcode_service.ladder import Rung, output_fps
 from transcode_service.probe import MediaInfo
+from transcode_service.sandbox import Sandbox
 
 log = structlog.get_logger(__name__)
 
@@ -183,7 +184,7 @@ async def run_watched(
     on_progress: ProgressCallback | None = None,
     time_limit: float,
     tool: str,
-    max_memory_mb: int,
+    sandbox: Sandbox,
 ) -> ProcessResult:
     """``run_process`` with ``-progress`` under ``watchdog``: raises ``BudgetExceeded`` (and
     the process is stopped) when the watchdog trips."""
@@ -198,7 +199,7 @@ async def run_watched(
             args,
             time_limit=time_limit,
             tool=tool,
-            max_memory_mb=max_memory_mb,
+            sandbox=sandbox,
             progress=True,
             on_progress=progressed,
             on_started=watchdog.on_started,

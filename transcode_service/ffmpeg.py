@@ -1,13 +1,16 @@
-"""Running ffmpeg and ffprobe: argument lists (never a shell), stderr drained into structured
-logs while the process runs, ``-progress pipe:1`` parsed, a wall-clock timeout, and
-terminate → kill → wait whenever the run times out or the awaiting task is cancelled."""
+"""Running ffmpeg and ffprobe: argument lists (never a shell), confined by a ``Sandbox``
+(minimal environment, death signal, resource limits, optionally no network), stderr drained
+into structured logs while the process runs, ``-progress pipe:1`` parsed, a wall-clock
+timeout, and terminate → kill → wait of the whole process group whenever the run times out
+or the awaiting task is cancelled."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
-import resource
+import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from transcode_service.errors import PermanentError, RetryableError
+from transcode_service.sandbox import Sandbox
 
 log = structlog.get_logger(__name__)
 
@@ -62,17 +66,6 @@ def parse_progress_block(values: dict[str, str]) -> Progress:
         with contextlib.suppress(ValueError):
             speed = float(raw_speed)
     return Progress(out_time=out_time, speed=speed, done=values.get("progress") == "end")
-
-
-def _limit_child(pid: int, max_memory_mb: int) -> None:
-    # Set right after spawning (no preexec_fn, which is unsafe with threads), before the
-    # child has read any input: no core dumps of a crashed decoder, which could fill the disk
-    # with a hostile input's memory, and an address-space cap against crafted inputs.
-    with contextlib.suppress(OSError, ValueError):
-        resource.prlimit(pid, resource.RLIMIT_CORE, (0, 0))
-        if max_memory_mb > 0:
-            limit = max_memory_mb * 1024 * 1024
-            resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
 
 
 async def _drain_stderr(stream: asyncio.StreamReader, tool: str, tail: deque[str]) -> None:
@@ -132,17 +125,30 @@ async def _read_all(stream: asyncio.StreamReader, limit: int, result: ProcessRes
     result.stdout = b"".join(chunks)
 
 
+def _signal_group(proc: asyncio.subprocess.Process, signum: signal.Signals) -> None:
+    """Signal the run's process group (the spawned pid leads it: own session), which holds
+    bwrap's sandboxed children too. Only while the leader is not reaped, so the group id
+    cannot have been reused by an unrelated process."""
+    if proc.returncode is not None:
+        return
+    try:
+        os.killpg(proc.pid, signum)
+    except ProcessLookupError:
+        pass
+    except PermissionError:  # not a group leader after all (should not happen)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+
 async def _stop(proc: asyncio.subprocess.Process) -> None:
     """terminate → wait → kill → wait, tolerant of a process that already exited."""
     if proc.returncode is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
+    _signal_group(proc, signal.SIGTERM)
     try:
         await asyncio.wait_for(proc.wait(), KILL_GRACE_SECONDS)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        _signal_group(proc, signal.SIGKILL)
         await proc.wait()
 
 
@@ -155,30 +161,33 @@ async def run_process(
     progress: bool = False,
     capture_stdout: bool = False,
     stdout_limit: int = 16 * 1024 * 1024,
-    max_memory_mb: int = 0,
+    sandbox: Sandbox,
     on_started: Callable[[int], None] | None = None,
 ) -> ProcessResult:
-    """Run ``args``; with ``progress`` stdout is read as ``-progress pipe:1`` output, with
-    ``capture_stdout`` it is collected (bounded); ``on_started`` gets the pid. Raises
+    """Run ``args`` inside ``sandbox``; with ``progress`` stdout is read as ``-progress
+    pipe:1`` output, with ``capture_stdout`` it is collected (bounded); ``on_started`` gets
+    the pid (bwrap's, in that mode: ffmpeg is its descendant). Raises
     ``ProcessTimeout`` after ``time_limit`` seconds; a cancelled caller never leaves the
     process running."""
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        *args,
+        *sandbox.command(args),
+        env=sandbox.environment(),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE
         if (progress or capture_stdout)
         else asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
-        # Own session: a Ctrl-C on the terminal reaches the worker, which decides whether
-        # ffmpeg stops (shutdown grace), instead of killing ffmpeg behind its back.
+        # Own session and process group: a Ctrl-C on the terminal reaches the worker, which
+        # decides whether ffmpeg stops (shutdown grace), instead of killing ffmpeg behind its
+        # back; the group lets _stop reach everything the run started. If the worker dies
+        # instead, the sandbox's death signal (PR_SET_PDEATHSIG) ends the run.
         start_new_session=True,
     )
-    _limit_child(proc.pid, max_memory_mb)
     if on_started is not None:
         # The caller may watch the process (e.g. its CPU time in /proc) or limit it further.
         on_started(proc.pid)
-    log.info("process started", tool=tool, pid=proc.pid)
+    log.info("process started", tool=tool, pid=proc.pid, sandbox=sandbox.mode)
     result = ProcessResult(returncode=-1, elapsed=0.0)
     tail: deque[str] = deque(maxlen=20)
     assert proc.stderr is not None

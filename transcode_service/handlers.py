@@ -33,6 +33,7 @@ from transcode_service.ladder import (
 )
 from transcode_service.metrics import Metrics
 from transcode_service.probe import TRUNCATION_RATIO, MediaInfo, probe
+from transcode_service.sandbox import sandbox_for
 from transcode_service.workdir import file_size, job_workdir
 
 if TYPE_CHECKING:
@@ -71,6 +72,17 @@ class JobTimings:
             yield
         finally:
             self.stages[name] = round(time.monotonic() - started, 3)
+
+
+def check_source_key(job: AnyJob) -> None:
+    """A job may only read its own video's upload: whoever can publish to the broker must
+    not be able to have another video's source transcoded into this video's outputs (or
+    this one's into another's)."""
+    if not keys.is_raw_key_of(job.video_id, job.source_key):
+        raise PermanentError(
+            f"the job's source_key is not an upload of video {job.video_id} "
+            f"(expected a key under {keys.raw_prefix(job.video_id)})"
+        )
 
 
 async def _fetch_and_probe(
@@ -114,6 +126,7 @@ async def handle_cover(
 ) -> CoverReady:
     # on_progress is unused (one ffmpeg frame grab has no progress worth reporting); it keeps
     # one signature for every entry of HANDLERS.
+    check_source_key(job)
     timings = timings or JobTimings()
     with job_workdir(deps.settings.work_dir, job.kind, str(job.job_id)) as workdir:
         # The cover only seeks with the duration (and falls back to the start): the header's
@@ -143,7 +156,7 @@ async def _still_picture(
         still_picture_args(source, info, dest),
         time_limit=STILL_TIMEOUT,
         tool="ffmpeg-still",
-        max_memory_mb=settings.ffmpeg_max_memory_mb,
+        sandbox=sandbox_for(settings, workdir),
     )
     check_result(result, "decoding the still picture")
     if file_size(dest) == 0:
@@ -172,6 +185,7 @@ async def handle_transcode(
     on_progress: PercentCallback | None = None,
     timings: JobTimings | None = None,
 ) -> TranscodeSucceeded:
+    check_source_key(job)
     timings = timings or JobTimings()
     settings = deps.settings
     with job_workdir(settings.work_dir, job.kind, str(job.job_id)) as workdir:
@@ -208,7 +222,7 @@ async def handle_transcode(
                     watchdog,
                     time_limit=ladder_timeout(info, settings),
                     tool="ffmpeg-ladder",
-                    max_memory_mb=settings.ffmpeg_max_memory_mb,
+                    sandbox=sandbox_for(settings, workdir),
                     on_progress=progress,
                 )
             finally:

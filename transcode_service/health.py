@@ -1,5 +1,6 @@
 """The worker's small HTTP server: /healthz (the process is alive), /readyz (connected to
-the broker and consuming), /metrics (Prometheus, this process's registry)."""
+the broker and consuming; also says how ffmpeg is confined), /metrics (Prometheus, this
+process's registry)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from transcode_service.metrics import Metrics
 
 METRICS_KEY = web.AppKey("metrics", Metrics)
 READY_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
+SANDBOX_KEY = web.AppKey("ffmpeg_sandbox", str)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -22,7 +24,11 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     ready = request.app[READY_KEY]()
     return web.json_response(
-        {"status": "ready" if ready else "not ready"}, status=200 if ready else 503
+        {
+            "status": "ready" if ready else "not ready",
+            "ffmpeg_sandbox": request.app[SANDBOX_KEY],
+        },
+        status=200 if ready else 503,
     )
 
 
@@ -31,8 +37,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def create_app(metrics_: Metrics, ready: Callable[[], bool]) -> web.Application:
+def create_app(
+    metrics_: Metrics, ready: Callable[[], bool], ffmpeg_sandbox: str
+) -> web.Application:
     app = web.Application()
+    app[SANDBOX_KEY] = ffmpeg_sandbox
     app[METRICS_KEY] = metrics_
     app[READY_KEY] = ready
     app.router.add_get("/healthz", healthz)

@@ -33,6 +33,7 @@ from transcode_service.lease import LeaseManager
 from transcode_service.markers import ResultMarkers
 from transcode_service.metrics import Metrics
 from transcode_service.publisher import Publisher
+from transcode_service.sandbox import resolve_mode
 from transcode_service.workdir import clean_stale
 
 log = structlog.get_logger("transcode_service")
@@ -70,9 +71,15 @@ async def run(
             and all(c.consuming for c in consumers)
         )
 
+    # Decided once, before any job: bwrap, or a minimal environment only (see sandbox.py).
+    sandbox, why = await asyncio.to_thread(resolve_mode, worker.ffmpeg_sandbox)
+    (log.info if sandbox == "bwrap" else log.warning)("ffmpeg sandbox", mode=sandbox, reason=why)
+
     async with AsyncExitStack() as stack:
         port = await stack.enter_async_context(
-            health_server(create_app(metrics, ready), worker.health_host, worker.health_port)
+            health_server(
+                create_app(metrics, ready, sandbox), worker.health_host, worker.health_port
+            )
         )
         log.info("health server listening", host=worker.health_host, port=port)
         connection = await aio_pika.connect_robust(
@@ -138,6 +145,7 @@ async def run(
             transcode_queue=topology.transcode_queue,
             cover_concurrency=worker.cover_concurrency,
             transcode_concurrency=worker.transcode_concurrency,
+            ffmpeg_sandbox=sandbox,
         )
         if on_started is not None:
             on_started(port)

@@ -22,6 +22,7 @@ from typing import Any
 from shared.settings import WorkerSettings
 from transcode_service.errors import PermanentError
 from transcode_service.ffmpeg import check_result, run_process
+from transcode_service.sandbox import sandbox_for
 from transcode_service.timing import ContentTiming, scan
 from transcode_service.workdir import file_size
 
@@ -125,7 +126,7 @@ async def probe_header(path: Path, settings: WorkerSettings) -> MediaInfo:
         time_limit=PROBE_TIMEOUT,
         tool="ffprobe",
         capture_stdout=True,
-        max_memory_mb=settings.ffmpeg_max_memory_mb,
+        sandbox=sandbox_for(settings, path.parent),
     )
     if result.returncode != 0:
         if result.returncode > 0:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from shared.settings import WorkerSettings
 from transcode_service.ffmpeg import check_result, run_process
+from transcode_service.sandbox import sandbox_for
 
 # A 6 h source at 60 fps with 48 kHz AAC is about 2.3 million packets (~55 MB of listing).
 SCAN_OUTPUT_LIMIT = 128 * 1024 * 1024
@@ -148,7 +149,7 @@ async def scan(
         tool="ffprobe-packets",
         capture_stdout=True,
         stdout_limit=SCAN_OUTPUT_LIMIT,
-        max_memory_mb=settings.ffmpeg_max_memory_mb,
+        sandbox=sandbox_for(settings, path.parent),
     )
     if result.returncode < 0 or not result.stdout:
         check_result(result, "reading the file's packets")

@@ -22,3 +22,20 @@ def test_layout_matches_the_original_service() -> None:
 def test_unsafe_extensions_are_refused(ext: str) -> None:
     with pytest.raises(ValueError):
         keys.raw_key(1, ext)
+
+
+@pytest.mark.parametrize(
+    ("key", "owned"),
+    [
+        ("raw/12/5f0c.mp4", True),
+        ("raw/12/", False),
+        ("raw/120/5f0c.mp4", False),
+        ("raw/1/5f0c.mp4", False),
+        ("raw/12/../13/5f0c.mp4", False),
+        ("raw/12/..", False),
+        ("processed/12/cover.jpg", False),
+        ("/raw/12/5f0c.mp4", False),
+    ],
+)
+def test_a_job_may_only_read_its_own_videos_upload(key: str, owned: bool) -> None:
+    assert keys.is_raw_key_of(12, key) is owned

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aio_pika
 import aiohttp
@@ -17,6 +17,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared import keys
 from shared.messages import (
     AnyEvent,
     CoverJob,
@@ -33,7 +34,7 @@ from transcode_service.metrics import Metrics
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-Uploader = Callable[[Path], Awaitable[str]]
+Uploader = Callable[[Path, int], Awaitable[str]]
 
 
 @pytest.fixture(scope="session")
@@ -55,10 +56,11 @@ def deps(settings: Settings, s3: S3Client, bucket: str) -> Deps:
 
 @pytest.fixture(scope="session")
 def upload_source(s3: S3Client, bucket: str) -> Uploader:
-    """Put a local file under a fresh raw/ key and return the key."""
+    """Put a local file under a fresh key of the video's raw/ prefix, as the API would, and
+    return the key."""
 
-    async def upload(path: Path) -> str:
-        key = f"raw/{uuid.uuid4().int % 10**6}/{uuid.uuid4()}{path.suffix}"
+    async def upload(path: Path, video_id: int) -> str:
+        key = keys.raw_key(video_id, path.suffix or ".bin")
         with path.open("rb") as body:
             await s3.put_object(Bucket=bucket, Key=key, Body=body)
         return key
@@ -72,6 +74,17 @@ _ids = itertools.count(1)
 def new_video_id() -> int:
     """Distinct video ids within the run (the bucket is per run, so no clash across runs)."""
     return next(_ids)
+
+
+JobT = TypeVar("JobT", CoverJob, TranscodeJob)
+
+
+async def uploaded_job(kind: type[JobT], upload_source: Uploader, source: Path) -> JobT:
+    """A job of a fresh video whose upload is ``source``."""
+    video_id = new_video_id()
+    return kind(
+        video_id=video_id, job_id=uuid.uuid4(), source_key=await upload_source(source, video_id)
+    )
 
 
 async def list_keys(s3: S3Client, bucket: str, prefix: str) -> list[str]:

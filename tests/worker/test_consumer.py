@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -27,12 +28,17 @@ from tests.worker.conftest import (
     EventListener,
     Uploader,
     WorkerFactory,
+    list_keys,
     metric_value,
     new_video_id,
     publish_job,
+    uploaded_job,
     wait_dead_letters,
 )
 from tests.worker.test_handlers import BAD_INPUTS
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
 
 
 async def test_cover_and_transcode_jobs_end_in_events(
@@ -43,8 +49,8 @@ async def test_cover_and_transcode_jobs_end_in_events(
     tmp_path: Path,
 ) -> None:
     worker = await start_worker(rungs=[240, 160], progress_interval=0.2)
-    key = await upload_source(make_video(tmp_path / "in.mp4", duration=4))
     video_id = new_video_id()
+    key = await upload_source(make_video(tmp_path / "in.mp4", duration=4), video_id)
     cover = CoverJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     transcode = TranscodeJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     async with EventListener(amqp, declared_topology) as events:
@@ -83,9 +89,7 @@ async def test_bad_inputs_fail_once_with_reason(
         for name, (make, _) in BAD_INPUTS.items():
             (tmp_path / name).mkdir()
             source = make(tmp_path / name)
-            jobs[name] = TranscodeJob(
-                video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
-            )
+            jobs[name] = await uploaded_job(TranscodeJob, upload_source, source)
             await publish_job(amqp, declared_topology, jobs[name])
         for name, job in jobs.items():
             event = await events.wait_for(job.job_id, ("transcode_failed", "transcode_succeeded"))
@@ -100,6 +104,38 @@ async def test_bad_inputs_fail_once_with_reason(
         assert [e.type for e in events.of(job.job_id) if e.type != "progress"] == [
             "transcode_failed"
         ]
+
+
+async def test_job_for_another_videos_upload_is_rejected(
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    start_worker: WorkerFactory,
+    upload_source: Uploader,
+    s3: S3Client,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    # Whoever can publish a job must not get video A's upload encoded into video B's outputs.
+    worker = await start_worker(rungs=[160])
+    victim = await uploaded_job(TranscodeJob, upload_source, make_video(tmp_path / "a.mp4"))
+    other = new_video_id()
+    jobs: list[CoverJob | TranscodeJob] = [
+        TranscodeJob(video_id=other, job_id=uuid.uuid4(), source_key=victim.source_key),
+        CoverJob(video_id=other, job_id=uuid.uuid4(), source_key=victim.source_key),
+    ]
+    async with EventListener(amqp, declared_topology) as events:
+        for job in jobs:
+            await publish_job(amqp, declared_topology, job)
+        for job in jobs:
+            event = await events.wait_for(
+                job.job_id, ("transcode_failed", "transcode_succeeded", "cover_ready")
+            )
+            assert isinstance(event, TranscodeFailed)
+            assert event.permanent and event.job_kind == job.kind
+            assert f"not an upload of video {other}" in event.reason
+    assert await list_keys(s3, bucket, keys.processed_prefix(other)) == []
+    text = await worker.settled_metrics()
+    assert metric_value(text, "video_worker_retries_total") == 0
 
 
 @pytest.mark.parametrize(
@@ -145,7 +181,10 @@ async def test_transient_failures_retried_then_dead_lettered(
 ) -> None:
     # Storage unreachable: every attempt fails with a connection error.
     worker = await start_worker(max_attempts=3, s3={"endpoint_url": "http://127.0.0.1:9"})
-    job = CoverJob(video_id=new_video_id(), job_id=uuid.uuid4(), source_key="raw/1/x.mp4")
+    video_id = new_video_id()
+    job = CoverJob(
+        video_id=video_id, job_id=uuid.uuid4(), source_key=keys.raw_key(video_id, ".mp4")
+    )
     async with EventListener(amqp, declared_topology) as events:
         await publish_job(amqp, declared_topology, job)
         event = await events.wait_for(job.job_id, ("transcode_failed", "cover_ready"), within=90)

@@ -14,9 +14,9 @@ import pytest
 from shared import keys
 from shared.messages import CoverJob, TranscodeJob, TranscodeSucceeded
 from tests.media import ffprobe, make_video
-from tests.worker.conftest import Uploader, download_tree, list_keys, new_video_id
+from tests.worker.conftest import Uploader, download_tree, list_keys, new_video_id, uploaded_job
 from transcode_service.errors import PermanentError
-from transcode_service.handlers import Deps, handle_cover, handle_transcode
+from transcode_service.handlers import Deps, JobTimings, handle_cover, handle_transcode
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -27,9 +27,7 @@ def with_rungs(deps: Deps, rungs: list[int]) -> Deps:
 
 
 async def transcode(deps: Deps, upload_source: Uploader, source: Path) -> TranscodeSucceeded:
-    job = TranscodeJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
-    )
+    job = await uploaded_job(TranscodeJob, upload_source, source)
     percents: list[float] = []
 
     async def on_progress(percent: float) -> None:
@@ -200,9 +198,7 @@ async def test_same_job_twice_gives_same_keys(
     deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "in.mp4", duration=1)
-    job = TranscodeJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
-    )
+    job = await uploaded_job(TranscodeJob, upload_source, source)
     small = with_rungs(deps, [240, 160])
     first = await handle_transcode(job, small)
     keys_after_first = await list_keys(s3, bucket, keys.processed_prefix(job.video_id))
@@ -225,9 +221,7 @@ async def test_cover(
     expected: tuple[int, int],
 ) -> None:
     source = make_video(tmp_path / "in.mp4", width=size[0], height=size[1], duration=2)
-    job = CoverJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
-    )
+    job = await uploaded_job(CoverJob, upload_source, source)
     event = await handle_cover(job, deps)
     assert event.cover_key == keys.cover_key(job.video_id)
     assert (event.width, event.height) == size
@@ -248,9 +242,7 @@ async def test_cover_skips_black_intro(
         audio=False,
         extra_output_args=["-vf", "fade=in:st=0:d=1.0:color=black"],
     )
-    job = CoverJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
-    )
+    job = await uploaded_job(CoverJob, upload_source, source)
     await handle_cover(job, deps)
     out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
     assert mean_luma(out / "cover.jpg") > 40
@@ -267,12 +259,96 @@ async def test_cover_from_keyframes_skips_black_intro(
         audio=False,
         extra_output_args=["-vf", "fade=in:st=0:d=1.5:color=black", "-g", "12"],
     )
-    job = CoverJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
-    )
+    job = await uploaded_job(CoverJob, upload_source, source)
     await handle_cover(job, deps)
     out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
     assert mean_luma(out / "cover.jpg") > 40
+
+
+def _opening_then_picture(path: Path, opening: str, seconds: float = 2.0) -> Path:
+    """``seconds`` of ``opening`` (a lavfi colour) then the moving test picture (mean luma
+    about 125), one keyframe at the very start and none after (no scene-cut keyframe
+    either), as a long-GOP camera or screen recording may write."""
+    import subprocess
+
+    subprocess.run(
+        [
+            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"color={opening}:size=320x240:rate=25:duration={seconds}",
+            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=6",
+            "-filter_complex", "[0][1]concat=n=2:v=1:a=0,format=yuv420p",
+            "-c:v", "libx264", "-preset", "ultrafast",
+            "-g", "10000", "-keyint_min", "10000", "-sc_threshold", "0",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
+    )  # fmt: skip
+    return path
+
+
+def keyframe_times(path: Path) -> list[float]:
+    import subprocess
+
+    out = subprocess.run(
+        [
+            "ffprobe", "-v", "error", "-select_streams", "v", "-skip_frame", "nokey",
+            "-show_entries", "frame=pts_time", "-of", "csv=p=0", str(path),
+        ],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    return [float(line.strip(",")) for line in out.split()]
+
+
+async def test_cover_skips_black_opening_with_a_single_keyframe(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    source = _opening_then_picture(tmp_path / "in.mp4", "black")
+    assert keyframe_times(source) == [0.0]  # the cheap keyframe pass can only see black
+    job = await uploaded_job(CoverJob, upload_source, source)
+    await handle_cover(job, deps)
+    out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
+    assert mean_luma(out / "cover.jpg") > 100  # the picture (about 125), not black (16)
+
+
+async def test_cover_skips_flat_title_card(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    # A grey card as bright as the picture: only the flatness tells them apart.
+    source = _opening_then_picture(tmp_path / "in.mp4", "0x808080", seconds=3)
+    job = await uploaded_job(CoverJob, upload_source, source)
+    await handle_cover(job, deps)
+    out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
+    low, high = luma_spread(out / "cover.jpg")
+    assert high - low > 60, (low, high)  # the test picture spans about 40..210
+
+
+async def test_cover_of_an_all_black_video_is_still_made(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    source = make_video(
+        tmp_path / "in.mp4", audio=False, extra_output_args=["-vf", "negate,lutyuv=y=16"]
+    )
+    job = await uploaded_job(CoverJob, upload_source, source)
+    await handle_cover(job, deps)
+    out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
+    assert mean_luma(out / "cover.jpg") < 30
+
+
+def luma_spread(path: Path) -> tuple[float, float]:
+    """10th and 90th percentile of the luma (signalstats YLOW, YHIGH)."""
+    import subprocess
+
+    out = subprocess.run(
+        [
+            "ffprobe", "-v", "error", "-f", "lavfi", "-i", f"movie={path},signalstats",
+            "-show_entries", "frame_tags=lavfi.signalstats.YLOW,lavfi.signalstats.YHIGH",
+            "-of", "csv=p=0",
+        ],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    low, high = (float(v) for v in out.strip().splitlines()[0].split(","))
+    return min(low, high), max(low, high)
 
 
 def mean_luma(path: Path) -> float:
@@ -396,17 +472,33 @@ async def test_bad_input_is_permanent_failure(
     deps: Deps, upload_source: Uploader, tmp_path: Path, name: str
 ) -> None:
     make, reason = BAD_INPUTS[name]
-    job = TranscodeJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(make(tmp_path))
-    )
+    job = await uploaded_job(TranscodeJob, upload_source, make(tmp_path))
     with pytest.raises(PermanentError, match=reason):
         await handle_transcode(job, deps)
 
 
 async def test_missing_source_is_permanent_failure(deps: Deps) -> None:
-    job = CoverJob(video_id=new_video_id(), job_id=uuid.uuid4(), source_key="raw/1/missing.mp4")
+    video_id = new_video_id()
+    job = CoverJob(
+        video_id=video_id, job_id=uuid.uuid4(), source_key=keys.raw_key(video_id, ".mp4")
+    )
     with pytest.raises(PermanentError, match="not found"):
         await handle_cover(job, deps)
+
+
+@pytest.mark.parametrize("kind", [CoverJob, TranscodeJob])
+async def test_source_key_of_another_video_is_refused_before_download(
+    deps: Deps, upload_source: Uploader, tmp_path: Path, kind: type[CoverJob | TranscodeJob]
+) -> None:
+    other = await uploaded_job(TranscodeJob, upload_source, make_video(tmp_path / "in.mp4"))
+    job = kind(video_id=new_video_id(), job_id=uuid.uuid4(), source_key=other.source_key)
+    timings = JobTimings()
+    with pytest.raises(PermanentError, match=f"not an upload of video {job.video_id}"):
+        if isinstance(job, CoverJob):
+            await handle_cover(job, deps, timings)
+        else:
+            await handle_transcode(job, deps, timings=timings)
+    assert "download" not in timings.stages  # refused before anything was fetched
 
 
 async def test_interlaced_source_comes_out_progressive(

@@ -24,8 +24,8 @@ from tests.worker.conftest import (
     Uploader,
     WorkerFactory,
     metric_value,
-    new_video_id,
     publish_job,
+    uploaded_job,
 )
 from transcode_service.lease import LeaseManager
 
@@ -73,9 +73,7 @@ async def test_long_job_is_not_processed_twice_after_consumer_timeout(
     short_consumer_timeout: None,
 ) -> None:
     source = make_video(tmp_path / "in.mp4", width=854, height=480, duration=8)
-    job = TranscodeJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
-    )
+    job = await uploaded_job(TranscodeJob, upload_source, source)
     # Two workers (two connections): the redelivered copy may reach the one holding the
     # lease (same connection: in-process check) or the other (RESOURCE_LOCKED).
     workers = [await start_worker(rungs=[480, 360, 240]) for _ in range(2)]

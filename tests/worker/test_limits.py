@@ -3,6 +3,7 @@ into a readable permanent failure, and the default cap leaves a normal ladder al
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,12 @@ from transcode_service.errors import PermanentError
 from transcode_service.ffmpeg import check_result, run_process
 from transcode_service.ladder import build_ladder_args, plan_ladder
 from transcode_service.probe import probe
+from transcode_service.sandbox import sandbox_for
 
 
 async def _run_ladder(source: Path, out: Path, settings: WorkerSettings) -> None:
+    # Like a job: the source inside the work directory, the only one the sandbox shows.
+    source = Path(shutil.copy(source, out / "source.mp4"))
     info = await probe(source, settings)
     rungs = plan_ladder(info, settings)
     for rung in rungs:
@@ -25,7 +29,7 @@ async def _run_ladder(source: Path, out: Path, settings: WorkerSettings) -> None
         time_limit=120,
         tool="ffmpeg-ladder",
         progress=True,
-        max_memory_mb=settings.ffmpeg_max_memory_mb,
+        sandbox=sandbox_for(settings, out),
     )
     check_result(result, "transcoding")
 

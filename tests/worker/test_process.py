@@ -25,8 +25,8 @@ from tests.media import make_video
 from tests.worker.conftest import (
     EventListener,
     Uploader,
-    new_video_id,
     publish_job,
+    uploaded_job,
     wait_dead_letters,
 )
 
@@ -152,9 +152,7 @@ def finished(outcome: str) -> Callable[[LogRecord], bool]:
 
 async def new_job(upload_source: Uploader, tmp_path: Path, duration: float) -> TranscodeJob:
     source = make_video(tmp_path / f"{uuid.uuid4()}.mp4", duration=duration)
-    return TranscodeJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
-    )
+    return await uploaded_job(TranscodeJob, upload_source, source)
 
 
 async def test_kill_9_mid_transcode_is_redelivered_and_completed_once(

@@ -43,6 +43,7 @@ from tests.worker.conftest import (
     WorkerFactory,
     new_video_id,
     publish_job,
+    uploaded_job,
 )
 from tests.worker.test_handlers import check_outputs, with_rungs
 from transcode_service.budget import BudgetExceeded, Watchdog, run_watched
@@ -50,6 +51,7 @@ from transcode_service.errors import PermanentError
 from transcode_service.handlers import Deps, handle_cover, handle_transcode
 from transcode_service.ladder import build_ladder_args, plan_ladder
 from transcode_service.probe import probe
+from transcode_service.sandbox import sandbox_for
 from transcode_service.timing import scan
 
 if TYPE_CHECKING:
@@ -70,7 +72,8 @@ async def run_job(
     """Publish the cover and transcode jobs for ``source``, as the API does, and wait for
     the transcode's end (the cover must be ready too); the terminal event, the progress
     percentages in the order published, and the seconds it took."""
-    video_id, key = new_video_id(), await upload_source(source)
+    video_id = new_video_id()
+    key = await upload_source(source, video_id)
     job = TranscodeJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     cover = CoverJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     seen: list[float] = []
@@ -178,9 +181,7 @@ async def test_stream_without_duration_in_its_header_goes_online(
     if not kind.startswith("fragmented"):
         # Written to a pipe: the muxer could not go back to write the duration.
         assert "duration" not in header["format"]
-    job = TranscodeJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
-    )
+    job = await uploaded_job(TranscodeJob, upload_source, source)
     percents: list[float] = []
 
     async def on_progress(percent: float) -> None:
@@ -197,9 +198,7 @@ async def test_scan_of_a_stream_without_duration_stops_past_max_duration(
 ) -> None:
     source = make_piped_recording(tmp_path / "long.mkv", container="matroska", duration=60)
     assert "duration" not in ffprobe(source)["format"]
-    job = TranscodeJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
-    )
+    job = await uploaded_job(TranscodeJob, upload_source, source)
     short = dataclasses.replace(
         deps, settings=deps.settings.model_copy(update={"max_duration": 5.0})
     )
@@ -214,8 +213,7 @@ async def test_cover_of_a_recording_without_duration(
     deps: Deps, upload_source: Uploader, tmp_path: Path
 ) -> None:
     source = make_piped_recording(tmp_path / "rec.webm")
-    key = await upload_source(source)
-    job = CoverJob(video_id=new_video_id(), job_id=uuid.uuid4(), source_key=key)
+    job = await uploaded_job(CoverJob, upload_source, source)
     ready = await handle_cover(job, deps)
     assert ready.duration == pytest.approx(3, abs=0.15)
 
@@ -238,13 +236,17 @@ async def test_ladder_over_its_cpu_budget_is_stopped_with_a_reason(
     started = time.monotonic()
     with pytest.raises(BudgetExceeded, match=r"more than its CPU budget of 0 s"):
         await run_watched(
-            [*wrapper, *args], watchdog, time_limit=120, tool="ffmpeg-ladder", max_memory_mb=0
+            [*wrapper, *args],
+            watchdog,
+            time_limit=120,
+            tool="ffmpeg-ladder",
+            sandbox=sandbox_for(settings, tmp_path),
         )
     assert watchdog.cpu_seconds > 0.3
     assert time.monotonic() - started < 60
 
 
-async def test_slow_run_is_stopped_as_stalled_with_a_reason() -> None:
+async def test_slow_run_is_stopped_as_stalled_with_a_reason(tmp_path: Path) -> None:
     # -re reads the input at real-time speed: 1x, below a floor of 3x.
     args = [
         "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-progress", "pipe:1",
@@ -253,5 +255,11 @@ async def test_slow_run_is_stopped_as_stalled_with_a_reason() -> None:
     watchdog = Watchdog(budget=1e9, min_speed=3, window=3)
     started = time.monotonic()
     with pytest.raises(BudgetExceeded, match=r"processing stalled: .*slower than 3x real time"):
-        await run_watched(args, watchdog, time_limit=120, tool="ffmpeg-test", max_memory_mb=0)
+        await run_watched(
+            args,
+            watchdog,
+            time_limit=120,
+            tool="ffmpeg-test",
+            sandbox=sandbox_for(WorkerSettings(), tmp_path),
+        )
     assert time.monotonic() - started < 60

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shared.settings import WorkerSettings
-from transcode_service.cover import cover_args, cover_size
+from transcode_service.cover import cover_args, cover_passes, cover_size
 from transcode_service.errors import PermanentError, RetryableError
 from transcode_service.ffmpeg import ProcessResult, check_result, parse_progress_block
 from transcode_service.ladder import (
@@ -198,12 +198,31 @@ def test_cover_size_and_args() -> None:
 
 
 def test_cover_keyframe_pass_decodes_keyframes_only_and_skips_black() -> None:
-    args = cover_args(Path("s"), info(), Path("c.jpg"), SETTINGS, seek=4.0, keyframes_only=True)
+    args = cover_args(Path("s"), info(), Path("c.jpg"), SETTINGS, seek=4.0, kind="keyframes")
     joined = " ".join(args)
     # The cheap pass: no decoding from the previous keyframe up to the seek point.
     assert "-skip_frame nokey -ss 4.000 -noaccurate_seek -t 120 -f mov -i s" in joined
     assert "-protocol_whitelist file,pipe" in joined
-    assert "lavfi.signalstats.YAVG:value=32:function=greater,thumbnail=5," in joined
+    assert "lavfi.signalstats.YAVG:value=32:function=greater," in joined
+    assert "normalized_entropy.normal.Y:value=0.2:function=greater,thumbnail=5" in joined
+
+
+def test_cover_frame_pass_samples_a_bounded_window() -> None:
+    args = cover_args(Path("s"), info(), Path("c.jpg"), SETTINGS, seek=4.0, kind="frames")
+    joined = " ".join(args)
+    assert "-ss 4.000 -t 10 -f mov -i s" in joined
+    assert "-vf fps=4,scale=" in joined and ",thumbnail=6 " in joined
+    assert "lavfi.signalstats.YAVG:value=32:function=greater," in joined
+
+
+def test_cover_passes_cheapest_first() -> None:
+    assert cover_passes(info()) == [
+        ("keyframes", 1.0),
+        ("frames", 1.0),
+        ("frames", 0.0),
+        ("any", 0.0),
+    ]
+    assert cover_passes(info(duration=1.5)) == [("keyframes", 0.0), ("frames", 0.0), ("any", 0.0)]
 
 
 # --------------------------------------------------------------------------- ffmpeg runner
@@ -333,7 +352,7 @@ async def test_health_endpoints() -> None:
     metrics = Metrics()
     metrics.jobs.labels(kind="cover", outcome="succeeded").inc()
     async with (
-        health_server(create_app(metrics, lambda: ready), "127.0.0.1", 0) as port,
+        health_server(create_app(metrics, lambda: ready, "bwrap"), "127.0.0.1", 0) as port,
         aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session,
     ):
         async with session.get("/healthz") as response:
@@ -343,6 +362,7 @@ async def test_health_endpoints() -> None:
         ready = True
         async with session.get("/readyz") as response:
             assert response.status == 200
+            assert await response.json() == {"status": "ready", "ffmpeg_sandbox": "bwrap"}
         async with session.get("/metrics") as response:
             text = await response.text()
             assert 'video_worker_jobs_total{kind="cover",outcome="succeeded"} 1.0' in text
