@@ -26,6 +26,7 @@ cd "$ROOT"
 SYSTEM_PACKAGES=(
     python3 python3-venv ca-certificates curl iproute2 procps
     ffmpeg
+    bubblewrap  # the worker runs ffmpeg without network (worker.ffmpeg_sandbox)
     mariadb-client
 )
 # Server packages, installed only when the service is managed here and not already running.

@@ -29,6 +29,7 @@ from tests.worker.conftest import (
     uploaded_job,
     wait_dead_letters,
 )
+from tests.worker.processes import pid_alive, pids_with_arg
 
 REPO = Path(__file__).resolve().parents[2]
 LogRecord = dict[str, Any]
@@ -97,17 +98,6 @@ class WorkerProcess:
         await self.wait()
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes.
-    with contextlib.suppress(FileNotFoundError):
-        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    return False
-
-
 @pytest.fixture
 async def spawn(settings_env: dict[str, str]) -> AsyncIterator[Callable[..., Any]]:
     """Start worker processes; every one still running is killed at the end."""
@@ -168,9 +158,16 @@ async def test_kill_9_mid_transcode_is_redelivered_and_completed_once(
         first = await spawn(VIDEO_WORKER__X264_PRESET="slow")
         await publish_job(amqp, declared_topology, job)
         await first.wait_log(ladder_started)
+        # The real ffmpeg (inside bwrap it is not the pid the worker spawned), found by the
+        # worker's own work directory in its arguments.
+        workdir = str(settings.worker.work_dir / str(first.proc.pid))
+        await eventually(lambda: bool(pids_with_arg(workdir, program="ffmpeg")))
+        ffmpeg = pids_with_arg(workdir, program="ffmpeg")
         await first.kill()  # SIGKILL: no clean-up at all
-        # ffmpeg loses its parent's pipes and stops too (no orphan keeps encoding).
-        await eventually(lambda: not any(pid_alive(pid) for pid in first.child_pids()))
+        # The death signal stops ffmpeg and everything between it and the worker at once
+        # (no orphan keeps encoding, whatever it writes or not).
+        spawned = first.child_pids()
+        await eventually(lambda: not any(pid_alive(pid) for pid in ffmpeg + spawned), within=5)
         second = await spawn()
         done = await events.wait_for(job.job_id, ("transcode_succeeded", "transcode_failed"))
         await second.wait_log(finished("succeeded"))
