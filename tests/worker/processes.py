@@ -27,9 +27,9 @@ def _cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
-def pids_with_arg(needle: str, program: str | None = None) -> list[int]:
-    """Live processes with an argument containing ``needle`` (and, if given, whose program
-    is named ``program``), this test process excepted."""
+def pids_with_arg(*needles: str, program: str | None = None) -> list[int]:
+    """Live processes with, for each of ``needles``, an argument containing it (and, if
+    given, whose program is named ``program``), this test process excepted."""
     found: list[int] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -37,6 +37,7 @@ def pids_with_arg(needle: str, program: str | None = None) -> list[int]:
         args = _cmdline(int(entry.name))
         if not args or (program is not None and Path(args[0]).name != program):
             continue
-        if any(needle in arg for arg in args[1:]) and pid_alive(int(entry.name)):
+        matched = all(any(needle in arg for arg in args[1:]) for needle in needles)
+        if matched and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
