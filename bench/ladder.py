@@ -98,8 +98,15 @@ async def run_cover(source: Path, info: MediaInfo, settings: WorkerSettings, scr
     """The worker's own cover extraction (``extract_cover``), alone on the machine."""
     out_dir = Path(tempfile.mkdtemp(prefix="cover-", dir=scratch))
     try:
+        # As in a job, the source sits in the work directory (the only one ffmpeg's sandbox
+        # shows it).
+        job_source = out_dir / "source"
+        try:
+            os.link(source, job_source)
+        except OSError:
+            await asyncio.to_thread(shutil.copyfile, source, job_source)
         load, cpu, started = os.getloadavg()[0], _children_cpu(), time.monotonic()
-        await extract_cover(source, info, out_dir / "cover.jpg", settings)
+        await extract_cover(job_source, info, out_dir / "cover.jpg", settings)
         return Run(time.monotonic() - started, _children_cpu() - cpu, load)
     finally:
         await asyncio.to_thread(shutil.rmtree, out_dir, True)
