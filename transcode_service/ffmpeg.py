@@ -212,7 +212,7 @@ async def run_process(
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-    result.returncode = proc.returncode if proc.returncode is not None else -1
+    result.returncode = sandbox.returncode(proc.returncode) if proc.returncode is not None else -1
     result.elapsed = time.monotonic() - started
     result.stderr_tail = list(tail)
     return result

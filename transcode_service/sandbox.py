@@ -46,6 +46,7 @@ ROOT_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # What the dynamic linker and libc read from /etc; nothing else of /etc is visible.
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime")
 TRIAL_TIMEOUT = 20.0
+SIGNAL_MAX = 64  # SIGRTMAX on Linux
 
 
 class SandboxUnavailable(RuntimeError):
@@ -106,6 +107,14 @@ class Sandbox:
 
     def environment(self) -> dict[str, str]:
         return minimal_environment(self.workdir)
+
+    def returncode(self, raw: int) -> int:
+        """The command's exit status as if it were a direct child: bwrap reports a command
+        killed by signal N as exit code 128 + N, where asyncio would say -N (a killed
+        process is the machine's fault and retried; a failed one is the input's)."""
+        if self.mode == "bwrap" and 128 < raw <= 128 + SIGNAL_MAX:
+            return -(raw - 128)
+        return raw
 
 
 def _bwrap_trial() -> str | None:

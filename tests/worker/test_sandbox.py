@@ -16,7 +16,8 @@ import pytest
 
 from shared.settings import WorkerSettings
 from tests.worker.processes import pid_alive, pids_with_arg
-from transcode_service.ffmpeg import run_process
+from transcode_service.errors import RetryableError
+from transcode_service.ffmpeg import check_result, run_process
 from transcode_service.sandbox import (
     ResolvedMode,
     Sandbox,
@@ -148,6 +149,20 @@ async def test_cancelled_run_leaves_no_process(mode: ResolvedMode, tmp_path: Pat
             break
         await asyncio.sleep(0.1)
     assert not any(pid_alive(pid) for pid in pids)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_killed_run_reads_as_killed(mode: ResolvedMode, tmp_path: Path) -> None:
+    # A signal is the machine's doing (OOM killer): retried, not blamed on the input.
+    sandbox = Sandbox(mode=mode, workdir=tmp_path)
+    result = await run_process(
+        ["sh", "-c", "kill -9 $$"], time_limit=30, tool="sh", sandbox=sandbox
+    )
+    assert result.returncode == -9
+    with pytest.raises(RetryableError, match="killed by signal 9"):
+        check_result(result, "transcoding")
+    failed = await run_process(["sh", "-c", "exit 1"], time_limit=30, tool="sh", sandbox=sandbox)
+    assert failed.returncode == 1
 
 
 def _fake_bwrap(directory: Path) -> str:
