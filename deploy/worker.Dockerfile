@@ -48,8 +48,10 @@ LABEL org.opencontainers.image.title="video-platform-worker" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 # ffmpeg brings ffprobe; --no-install-recommends keeps X11/VA-API/etc. extras out.
+# bubblewrap: ffmpeg without network where the runtime allows user namespaces
+# (worker.ffmpeg_sandbox: auto falls back to a minimal environment where it does not).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg \
+    && apt-get install -y --no-install-recommends ffmpeg bubblewrap \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app \
