@@ -493,11 +493,9 @@ async def test_source_key_of_another_video_is_refused_before_download(
     other = await uploaded_job(TranscodeJob, upload_source, make_video(tmp_path / "in.mp4"))
     job = kind(video_id=new_video_id(), job_id=uuid.uuid4(), source_key=other.source_key)
     timings = JobTimings()
+    handler = handle_cover if isinstance(job, CoverJob) else handle_transcode
     with pytest.raises(PermanentError, match=f"not an upload of video {job.video_id}"):
-        if isinstance(job, CoverJob):
-            await handle_cover(job, deps, timings)
-        else:
-            await handle_transcode(job, deps, timings=timings)
+        await handler(job, deps, timings=timings)
     assert "download" not in timings.stages  # refused before anything was fetched
 
 
