@@ -6,7 +6,11 @@ util-linux (Essential on Debian, so always there), each of which replaces itself
 next, so the pid we spawned ends up being ffmpeg (or bwrap):
 
 - ``setpriv --pdeathsig KILL``: the kernel SIGKILLs the process when the worker dies for any
-  reason (SIGKILL, OOM killer, a supervisor's timeout). It survives the following execs.
+  reason (SIGKILL, OOM killer, a supervisor's timeout). It survives the following execs. It
+  fires when the *thread* that forked ends: asyncio forks in the event loop's thread, the
+  worker's main thread. (A worker killed in the instant between the fork and setpriv's
+  prctl would miss it; Python's ``preexec_fn`` could close that gap but is unsafe with
+  threads, which aiobotocore and asyncio's executor use.)
 - ``prlimit --core=0 --as=N``: no core dumps of a crashed decoder (a hostile input's memory
   could fill the disk) and an address-space cap, set *before* ffmpeg starts rather than
   after spawning, which would race with bwrap's own fork.
@@ -17,7 +21,8 @@ namespace (the worker's ``/proc/<pid>/environ`` is out of sight), read-only ``/u
 few ``/etc`` files the dynamic linker needs, the job's own work directory as the only
 writable and readable data, all capabilities dropped and ``--die-with-parent``. Mode
 ``none`` keeps the minimal environment and the wrappers but leaves the network and file
-system as they are; ``auto`` (the default) uses bwrap when a trial run of ``ffmpeg
+system as they are (ffmpeg could still read whatever the worker's user can, the worker's
+``/proc/<pid>/environ`` included); ``auto`` (the default) uses bwrap when a trial run of ``ffmpeg
 -version`` inside it works (it does not in many unprivileged containers, where user
 namespaces are off) and ``none`` otherwise.
 firejail and nsjail were not chosen: the first is setuid and large, the second is not
