@@ -46,7 +46,12 @@ class MakeRun:
 
 @pytest.fixture
 async def make_run(
-    settings_env: dict[str, str], database: str, bucket: str, tmp_path: Path
+    settings_env: dict[str, str],
+    database: str,
+    bucket: str,
+    declared_topology: Topology,
+    amqp: AbstractRobustConnection,
+    tmp_path: Path,
 ) -> AsyncIterator[tuple[MakeRun, str]]:
     api_port, health_port = free_port(), free_port()
     api = f"http://127.0.0.1:{api_port}"
@@ -82,6 +87,13 @@ async def make_run(
         for pid in run.service_pids().values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        # Jobs handed back by the interrupted run (the cover too, if it was still running)
+        # must not surprise a later test's worker.
+        channel = await amqp.channel()
+        for name in declared_topology.all_queues():
+            queue = await channel.declare_queue(name, passive=True)
+            await queue.purge()
+        await channel.close()
 
 
 async def wait_until_answering(url: str, run: MakeRun, within: float = 180) -> None:
@@ -151,6 +163,6 @@ async def test_ctrl_c_during_a_transcode_stops_everything_and_requeues_the_job(
             await asyncio.sleep(0.1)
         assert message is not None, "the interrupted job is not back in its queue"
         assert json.loads(message.body)["video_id"] == video_id
-        await message.ack()  # handled here; no later test's worker should pick it up
+        await message.ack()
     finally:
         await channel.close()

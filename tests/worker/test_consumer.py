@@ -118,7 +118,8 @@ async def test_job_for_another_videos_upload_is_rejected(
     # Whoever can publish a job must not get video A's upload encoded into video B's outputs.
     worker = await start_worker(rungs=[160])
     victim = await uploaded_job(TranscodeJob, upload_source, make_video(tmp_path / "a.mp4"))
-    other = new_video_id()
+    # An id no other test of the run writes outputs for (the API's videos count from 1).
+    other = 1_000_000_000 + new_video_id()
     jobs: list[CoverJob | TranscodeJob] = [
         TranscodeJob(video_id=other, job_id=uuid.uuid4(), source_key=victim.source_key),
         CoverJob(video_id=other, job_id=uuid.uuid4(), source_key=victim.source_key),
