@@ -128,9 +128,9 @@ def _bwrap_trial() -> str | None:
     """Run ``ffmpeg -version`` inside bwrap; None when it works, else why not."""
     if shutil.which("bwrap") is None:
         return "bwrap is not installed (Debian package bubblewrap)"
-    with tempfile.TemporaryDirectory(prefix="bwrap-trial-") as tmp:
-        workdir = Path(tmp)
-        try:
+    try:
+        with tempfile.TemporaryDirectory(prefix="bwrap-trial-") as tmp:
+            workdir = Path(tmp)
             done = subprocess.run(
                 [*bwrap_args(workdir), "ffmpeg", "-hide_banner", "-version"],
                 env=minimal_environment(workdir),
@@ -139,8 +139,8 @@ def _bwrap_trial() -> str | None:
                 timeout=TRIAL_TIMEOUT,
                 check=False,
             )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"bwrap could not run: {exc}"
+    except (OSError, subprocess.TimeoutExpired) as exc:  # includes no writable TMPDIR
+        return f"bwrap could not run: {exc}"
     if done.returncode != 0:
         detail = done.stderr.decode(errors="replace").strip().splitlines()
         return f"bwrap failed: {detail[-1] if detail else f'exit code {done.returncode}'}"
