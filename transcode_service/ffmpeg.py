@@ -141,15 +141,19 @@ def _signal_group(proc: asyncio.subprocess.Process, signum: signal.Signals) -> N
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:
-    """terminate → wait → kill → wait, tolerant of a process that already exited."""
-    if proc.returncode is not None:
-        return
-    _signal_group(proc, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), KILL_GRACE_SECONDS)
-    except TimeoutError:
-        _signal_group(proc, signal.SIGKILL)
-        await proc.wait()
+    """terminate → wait → kill → wait, tolerant of a process that already exited; then
+    SIGKILL for whatever of its process group outlived it (bwrap's pid-namespace init
+    ignores SIGTERM and can be left behind by its dead parent). The group id stays reserved
+    while any member lives, so this cannot reach an unrelated process."""
+    if proc.returncode is None:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), KILL_GRACE_SECONDS)
+        except TimeoutError:
+            _signal_group(proc, signal.SIGKILL)
+            await proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 async def run_process(

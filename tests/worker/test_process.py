@@ -168,6 +168,7 @@ async def test_kill_9_mid_transcode_is_redelivered_and_completed_once(
         # (no orphan keeps encoding, whatever it writes or not).
         spawned = first.child_pids()
         await eventually(lambda: not any(pid_alive(pid) for pid in ffmpeg + spawned), within=5)
+        await eventually(lambda: not pids_with_arg(workdir), within=5)  # nor bwrap
         second = await spawn()
         done = await events.wait_for(job.job_id, ("transcode_succeeded", "transcode_failed"))
         await second.wait_log(finished("succeeded"))
