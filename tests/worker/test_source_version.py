@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 async def test_overwritten_source_is_not_processed(
     deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
 ) -> None:
-    key = await upload_source(make_video(tmp_path / "a.mp4", duration=1.0))
-    etag = (await s3.head_object(Bucket=bucket, Key=key))["ETag"].strip('"')
     video_id = new_video_id()
+    key = await upload_source(make_video(tmp_path / "a.mp4", duration=1.0), video_id)
+    etag = (await s3.head_object(Bucket=bucket, Key=key))["ETag"].strip('"')
     # The version that was completed is processed...
     await handle_cover(
         CoverJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key, source_etag=etag), deps
