@@ -35,6 +35,17 @@ ENV_PREFIX = "VIDEO_"
 CONFIG_FILE_ENV = "VIDEO_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = Path("configs/config.yaml")
 DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
+# The S3 keys of configs/config.yaml and the local SeaweedFS, and MinIO's factory login.
+DEV_S3_KEYS = frozenset({"video-dev-access", "video-dev-secret-key", "minioadmin"})
+# RabbitMQ's factory account: it only works from localhost, but never outside development.
+DEFAULT_BROKER_LOGINS = frozenset({("guest", "guest")})
+MIN_JWT_SECRET_BYTES = 32
+# Words that mark a value copied from documentation or a manifest rather than generated.
+_PLACEHOLDER = re.compile(
+    r"change[-_ ]?me|replace[-_ ]?me|placeholder|example|insecure|"
+    r"(?:dev|local|test|cluster)[-_]only|not[-_]a[-_]secret",
+    re.IGNORECASE,
+)
 
 
 class SettingsError(Exception):
@@ -55,7 +66,9 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535)
     # Base URL clients reach the API at; playlist URLs served by the API are built from it.
     public_base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8000")
-    environment: Literal["development", "production"] = "development"
+    # Anything but an explicit "development" (configs/config.yaml sets it for make run) refuses
+    # placeholder secrets and default credentials at start-up.
+    environment: Literal["development", "production"] = "production"
     max_body_bytes: int = Field(1024 * 1024, gt=0)
     shutdown_timeout: float = Field(10.0, gt=0)
     outbox_poll_interval: float = Field(0.5, gt=0)
@@ -281,6 +294,30 @@ class WebhookSettings(BaseModel):
     max_endpoints_per_user: int = Field(10, ge=1)
 
 
+class LimitsSettings(BaseModel):
+    """Rate limits and quotas. Counters live in the database (table ``rate_limits``), so they
+    hold across API replicas. Defaults suit a small public instance."""
+
+    # Login and register attempts from one client address (argon2 costs 64 MiB each).
+    auth_ip_attempts: int = Field(30, ge=1)
+    auth_ip_window: int = Field(300, ge=1)
+    # Login and register attempts naming one email, from anywhere.
+    auth_account_attempts: int = Field(10, ge=1)
+    auth_account_window: int = Field(300, ge=1)
+    # Uploads a user may initiate per window.
+    initiate_per_user: int = Field(50, ge=1)
+    initiate_window: int = Field(3600, ge=1)
+    # Videos a user may have in ``uploading`` whose upload URL has not expired yet.
+    uploads_in_flight: int = Field(5, ge=1)
+    # Sum of the source sizes of a user's videos that are not ``failed``.
+    bytes_per_user: int = Field(20 * 1024**3, ge=1)
+    # Videos a user may have in ``transcoding`` at once: one user cannot fill every worker.
+    transcodes_in_flight: int = Field(2, ge=1)
+    # Reverse proxies in front of the API that append to X-Forwarded-For (0: use the peer
+    # address). With N, the client address is the Nth entry from the right.
+    trusted_proxy_hops: int = Field(0, ge=0)
+
+
 class LoggingSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # None: JSON when stderr is not a TTY, coloured console otherwise.
@@ -303,6 +340,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     upload: UploadSettings = UploadSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    limits: LimitsSettings = LimitsSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
@@ -323,15 +361,44 @@ class Settings(BaseSettings):
         )
 
     def ensure_production_safe(self) -> None:
-        """Refuse to run outside development mode with the well-known development secret."""
-        if (
-            self.server.environment != "development"
-            and self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET
-        ):
+        """Refuse known, short or placeholder secrets unless explicitly in development."""
+        if self.server.environment == "development":
+            return
+        problem = jwt_secret_problem(self.auth.jwt_secret.get_secret_value())
+        if problem:
+            raise SettingsError(f"invalid setting auth.jwt_secret: {problem}{_OUTSIDE_DEV}")
+        self.ensure_credentials_safe()
+
+    def ensure_credentials_safe(self) -> None:
+        """The storage and broker part of ensure_production_safe (the worker has no JWT)."""
+        if self.server.environment == "development":
+            return
+        for key in ("access_key", "secret_key"):
+            value = getattr(self.s3, key).get_secret_value()
+            if value in DEV_S3_KEYS or _PLACEHOLDER.search(value):
+                raise SettingsError(
+                    f"invalid setting s3.{key}: a development default or placeholder{_OUTSIDE_DEV}"
+                )
+        url = AnyUrl(self.rabbitmq.url.get_secret_value())
+        login = (url.username or "", url.password or "")
+        if login in DEFAULT_BROKER_LOGINS or _PLACEHOLDER.search(login[1]):
             raise SettingsError(
-                "invalid setting auth.jwt_secret: the development default may not be used "
-                "when server.environment is not 'development'"
+                f"invalid setting rabbitmq.url: default or placeholder credentials{_OUTSIDE_DEV}"
             )
+
+
+_OUTSIDE_DEV = " may not be used when server.environment is not 'development'"
+
+
+def jwt_secret_problem(secret: str) -> str | None:
+    """Why ``secret`` cannot sign tokens outside development, or None."""
+    if not secret.strip():
+        return "missing"
+    if secret == DEV_JWT_SECRET or _PLACEHOLDER.search(secret):
+        return "a development default or placeholder"
+    if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        return f"shorter than {MIN_JWT_SECRET_BYTES} bytes"
+    return None
 
 
 def _describe(error: ValidationError) -> str:

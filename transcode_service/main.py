@@ -166,7 +166,7 @@ async def run(
 
 
 def main() -> None:
-    settings = start()
+    settings = start(check=Settings.ensure_credentials_safe)
     try:
         code = asyncio.run(run(settings))
     except Exception:

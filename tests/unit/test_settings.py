@@ -104,4 +104,9 @@ def test_production_refuses_development_secret(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(SettingsError, match=r"^invalid setting auth\.jwt_secret:"):
         settings.ensure_production_safe()
     monkeypatch.setenv("VIDEO_AUTH__JWT_SECRET", "a-real-secret-of-enough-length-0123456789")
+    # The S3 and broker credentials must not be the development ones either
+    # (tests/unit/test_secrets.py has every rule).
+    monkeypatch.setenv("VIDEO_S3__ACCESS_KEY", "prod-access-7f3a")
+    monkeypatch.setenv("VIDEO_S3__SECRET_KEY", "prod-secret-9c1e5b")
+    monkeypatch.setenv("VIDEO_RABBITMQ__URL", "amqp://video:s3cr3t-9c1e@broker:5672/")
     load_settings().ensure_production_safe()
