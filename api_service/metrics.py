@@ -37,7 +37,8 @@ class Metrics:
         )
         self.events_applied = Counter(
             "events_applied",
-            "Worker events consumed, by type and outcome (applied or ignored).",
+            "Worker events consumed, by type and outcome (applied, ignored, or unknown_job: "
+            "not from a job issued for that video, dropped).",
             ["type", "outcome"],
             registry=self.registry,
         )

@@ -24,6 +24,7 @@ from api_service.db.models import Video
 from api_service.events.apply import apply_event, mark_failed
 from api_service.events.dead_letters import dead_letter_reason
 from api_service.events.retry import ack_after
+from api_service.issued_jobs import job_issued_for
 from api_service.metrics import Metrics
 from api_service.storage import Storage
 from api_service.webhooks import outbox as webhook_outbox
@@ -108,6 +109,10 @@ class EventConsumer:
 
             async def work() -> None:
                 async with self._sessions() as session, session.begin():
+                    if not await job_issued_for(session, event.job_id, event.video_id):
+                        self._metrics.events_applied.labels(event.type, "unknown_job").inc()
+                        log.warning("event of a job not issued for this video ignored")
+                        return
                     exists = await session.get(Video, event.video_id) is not None
                     changed = exists and await apply_event(session, event)
                     if changed:  # same transaction: no webhook without its change
@@ -143,6 +148,9 @@ class EventConsumer:
 
             async def work() -> None:
                 async with self._sessions() as session, session.begin():
+                    if not await job_issued_for(session, job.job_id, job.video_id):
+                        log.warning("dead letter of a job not issued for this video ignored")
+                        return
                     changed = await mark_failed(session, job.video_id, reason)
                     if changed:
                         await webhook_outbox.on_failed(session, job.video_id, reason)

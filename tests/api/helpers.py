@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -122,3 +123,21 @@ async def video_row(db: AsyncEngine, video_id: int) -> dict[str, Any] | None:
 
 def file_size(path: Path) -> int:
     return path.stat().st_size
+
+
+async def issued_job(db: AsyncEngine, video_id: int, kind: str) -> uuid.UUID:
+    """The id of the ``kind`` job the API issued (and published) for the video: the API
+    applies only events of jobs it issued for that video."""
+
+    async def sent() -> dict[str, Any] | None:
+        return await row(
+            db,
+            "SELECT message_id FROM outbox WHERE video_id = :v AND routing_key = :k "
+            "AND sent_at IS NOT NULL",
+            v=video_id,
+            k=kind,
+        )
+
+    found = await eventually(sent, lambda r: r is not None)
+    assert found is not None
+    return uuid.UUID(found["message_id"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.keys import cover_key, raw_prefix, video_prefixes
 from shared.messages import CoverReady, Rendition, TranscodeSucceeded
 from shared.topology import Topology
-from tests.api.helpers import eventually, publish_event, rows, uploaded_video, video_row
+from tests.api.helpers import eventually, issued_job, publish_event, rows, uploaded_video, video_row
 from tests.api.support import Api, User
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ async def test_delete_removes_objects_and_rows(
         declared_topology,
         TranscodeSucceeded(
             video_id=video_id,
-            job_id=uuid.uuid4(),
+            job_id=await issued_job(db, video_id, "transcode"),
             master_key=prefix + "master.m3u8",
             renditions=[
                 Rendition(
@@ -91,6 +90,8 @@ async def test_job_finishing_after_delete_is_harmless(
 ) -> None:
     bucket = api.settings.s3.bucket
     video_id = await uploaded_video(api, user, clip)
+    # Sent to the worker before the delete: its late event is legitimate.
+    cover_job = await issued_job(db, video_id, "cover")
     resp = await api.client.delete(f"/api/v1/videos/{video_id}", headers=user.headers)
     assert resp.status == 204
     assert await _keys(s3, bucket, video_id) == []
@@ -100,7 +101,11 @@ async def test_job_finishing_after_delete_is_harmless(
     await publish_event(
         amqp,
         declared_topology,
-        CoverReady(video_id=video_id, job_id=uuid.uuid4(), cover_key=cover_key(video_id)),
+        CoverReady(
+            video_id=video_id,
+            job_id=cover_job,
+            cover_key=cover_key(video_id),
+        ),
     )
     await eventually(lambda: _keys(s3, bucket, video_id), lambda keys: keys == [])
     assert await video_row(db, video_id) is None

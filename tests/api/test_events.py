@@ -22,7 +22,7 @@ from shared.messages import (
     TranscodeSucceeded,
 )
 from shared.topology import HEADER_FAILURE_REASON, Topology
-from tests.api.helpers import eventually, publish_event, rows, uploaded_video, video_row
+from tests.api.helpers import eventually, issued_job, publish_event, rows, uploaded_video, video_row
 from tests.api.support import Api, User
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ async def test_events_applied_once_each(
     bucket = api.settings.s3.bucket
     await s3.put_object(Bucket=bucket, Key=cover_key(video_id), Body=b"\xff\xd8fake-jpeg")
 
-    job_id = uuid.uuid4()
+    job_id = await issued_job(db, video_id, "cover")
     cover = CoverReady(
         video_id=video_id,
         job_id=job_id,
@@ -104,7 +104,7 @@ async def test_events_applied_once_each(
     async with http.get(body["cover_url"].split("?")[0]) as unsigned:
         assert unsigned.status == 403
 
-    transcode_job = uuid.uuid4()
+    transcode_job = await issued_job(db, video_id, "transcode")
     for percent in (40.0, 20.0):  # progress never moves backwards
         await publish_event(
             amqp,
@@ -187,7 +187,7 @@ async def test_failed_event_marks_video_failed(
         declared_topology,
         TranscodeFailed(
             video_id=video_id,
-            job_id=uuid.uuid4(),
+            job_id=await issued_job(db, video_id, "transcode"),
             job_kind="transcode",
             reason="not a video: no video stream",
             permanent=True,
@@ -238,7 +238,11 @@ async def test_dead_lettered_job_fails_video(
     with_reason = await uploaded_video(api, user, clip)
     channel = await amqp.channel()
     dlx = await channel.get_exchange(declared_topology.dead_letter_exchange)
-    job = CoverJob(video_id=with_reason, job_id=uuid.uuid4(), source_key="raw/x/y.mp4")
+    job = CoverJob(
+        video_id=with_reason,
+        job_id=await issued_job(db, with_reason, "cover"),
+        source_key="raw/x/y.mp4",
+    )
     await dlx.publish(
         aio_pika.Message(job.to_json(), headers={HEADER_FAILURE_REASON: "S3 kept timing out"}),
         routing_key="",
@@ -251,7 +255,11 @@ async def test_dead_lettered_job_fails_video(
     crashing = await uploaded_video(api, user, clip)
     queue = await channel.declare_queue(declared_topology.transcode_queue, passive=True)
     await queue.purge()
-    poison = TranscodeJob(video_id=crashing, job_id=uuid.uuid4(), source_key="raw/x/y.mp4")
+    poison = TranscodeJob(
+        video_id=crashing,
+        job_id=await issued_job(db, crashing, "transcode"),
+        source_key="raw/x/y.mp4",
+    )
     jobs = await channel.get_exchange(declared_topology.jobs_exchange)
     await jobs.publish(aio_pika.Message(poison.to_json()), routing_key="transcode")
 

@@ -4,7 +4,6 @@ the API serves rewritten playlists, segments come straight from S3 with signatur
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api_service.auth.tokens import issue_access_token, issue_playback_token
 from shared.messages import TranscodeSucceeded
 from shared.topology import Topology
-from tests.api.helpers import eventually, publish_event, uploaded_video, video_row
+from tests.api.helpers import eventually, issued_job, publish_event, uploaded_video, video_row
 from tests.api.hls import upload_hls
 from tests.api.support import Api, User
 from tests.media import ffprobe
@@ -42,7 +41,7 @@ async def _online_video(
         topology,
         TranscodeSucceeded(
             video_id=video_id,
-            job_id=uuid.uuid4(),
+            job_id=await issued_job(db, video_id, "transcode"),
             master_key=master_key,
             renditions=renditions,
             duration=2.0,
