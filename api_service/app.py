@@ -31,7 +31,7 @@ from api_service.http.middleware import request_context_middleware
 from api_service.metrics import Metrics
 from api_service.openapi import setup_openapi
 from api_service.outbox import OutboxRelay
-from api_service.routes import live, ops, playback, users, videos
+from api_service.routes import live, ops, playback, users, video_edit, videos
 from api_service.storage import open_storage
 from api_service.uploads import routes as multipart
 from api_service.uploads.janitor import periodic_janitor
@@ -129,7 +129,7 @@ def create_app(
     app[TOPOLOGY] = Topology.from_settings(settings.rabbitmq)
     app[METRICS] = Metrics()
     app[OUTBOX_WAKE] = asyncio.Event()
-    app.cleanup_ctx.extend([_database, _storage, _broker])
+    app.cleanup_ctx.extend([_database, _storage, playback.signing, _broker])
     if run_relay:
         app.cleanup_ctx.append(_outbox_relay)
     if run_consumers:
@@ -138,7 +138,14 @@ def create_app(
         app.cleanup_ctx.append(webhook_dispatcher)
     if run_relay and settings.upload.janitor_interval > 0:
         app.cleanup_ctx.append(periodic_janitor)
-    tables = (users.routes, videos.routes, multipart.routes, webhooks.routes, playback.routes)
+    tables = (
+        users.routes,
+        videos.routes,
+        video_edit.routes,
+        multipart.routes,
+        webhooks.routes,
+        playback.routes,
+    )
     for table in (*tables, live.routes, ops.routes):
         app.router.add_routes(table)
     setup_openapi(app, str(settings.server.public_base_url).rstrip("/"))

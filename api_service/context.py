@@ -10,6 +10,8 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api_service.metrics import Metrics
+from api_service.playlist_cache import SignedPlaylistCache
+from api_service.presign import BulkPresigner
 from api_service.storage import Storage
 from shared.settings import Settings
 from shared.topology import Topology
@@ -24,3 +26,5 @@ AMQP = web.AppKey("amqp", AbstractRobustConnection)
 # Set after a transaction wrote outbox rows, so the relay publishes without waiting a poll.
 OUTBOX_WAKE = web.AppKey("outbox_wake", asyncio.Event)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
+PRESIGNER = web.AppKey("presigner", BulkPresigner)
+PLAYLIST_CACHE = web.AppKey("playlist_cache", SignedPlaylistCache)

@@ -25,7 +25,8 @@ _ERROR_DESCRIPTIONS = {
     401: "Missing, invalid or expired token",
     404: "Not found (also another user's video)",
     409: "Conflict with the current state",
-    413: "Request body or file too large",
+    413: "Request body or file too large, or the storage quota exceeded",
+    429: "Rate limit or quota reached; retry after Retry-After seconds",
     503: "A dependency is unavailable; retry after Retry-After seconds",
 }
 

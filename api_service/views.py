@@ -34,14 +34,19 @@ def events_url(settings: Settings, video_id: int) -> str:
 
 
 async def video_response(
-    settings: Settings, storage: Storage, video: Video, sources: Sequence[VideoSource]
+    settings: Settings,
+    storage: Storage,
+    video: Video,
+    sources: Sequence[VideoSource],
+    *,
+    for_owner: bool = False,
 ) -> VideoResponse:
     expiry = settings.s3.download_url_expiry
     cover_url = await storage.presign_get(video.cover_key, expiry) if video.cover_key else None
     playback_url: str | None = None
     source_items: list[SourceResponse] = []
     if video.status == VideoStatus.ONLINE and video.master_key:
-        token = issue_playback_token(settings.auth, video.id, expiry).token
+        token = issue_playback_token(settings.auth, video.id, expiry, owner=for_owner).token
         playback_url = master_url(settings, video.id, token)
         for source in sorted(sources, key=lambda s: s.height, reverse=True):
             source_items.append(
@@ -58,6 +63,7 @@ async def video_response(
         id=video.id,
         title=video.title,
         status=video.status,
+        visibility=video.visibility,
         progress=video.progress,
         error=video.error,
         duration=video.duration,

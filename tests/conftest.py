@@ -29,6 +29,17 @@ from shared.topology import Topology, declare_topology, delete_topology
 
 RUN_ID = uuid.uuid4().hex[:10]
 
+# Most tests register many users from 127.0.0.1 and queue videos no worker consumes: they
+# run with limits out of their way. The limit tests (tests/api/test_limits.py) start their
+# own API with real, small limits.
+LOOSE_LIMITS = {
+    "auth_ip_attempts": 100_000,
+    "auth_account_attempts": 1_000,
+    "initiate_per_user": 10_000,
+    "uploads_in_flight": 1_000,
+    "transcodes_in_flight": 1_000,
+}
+
 
 def _test_settings(tmp_root: Path) -> Settings:
     base = load_settings()
@@ -58,6 +69,7 @@ def _test_settings(tmp_root: Path) -> Settings:
             "shutdown_grace": 10,
         },
         server={**base.server.model_dump(mode="json"), "port": 0},
+        limits={**base.limits.model_dump(), **LOOSE_LIMITS},
         auth={
             **base.auth.model_dump(),
             "jwt_secret": base.auth.jwt_secret.get_secret_value(),
@@ -93,6 +105,7 @@ def settings_env(settings: Settings) -> Iterator[dict[str, str]]:
             "VIDEO_S3__BUCKET": settings.s3.bucket,
             "VIDEO_WORKER__WORK_DIR": str(settings.worker.work_dir),
             "VIDEO_WORKER__SHUTDOWN_GRACE": str(settings.worker.shutdown_grace),
+            **{f"VIDEO_LIMITS__{key.upper()}": str(value) for key, value in LOOSE_LIMITS.items()},
         }
     )
     yield env

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 
@@ -31,10 +32,17 @@ class IssuedToken:
     expires_at: datetime
 
 
-def _issue(settings: AuthSettings, subject: str, audience: str, ttl: int) -> IssuedToken:
+def _issue(
+    settings: AuthSettings,
+    subject: str,
+    audience: str,
+    ttl: int,
+    extra: dict[str, Any] | None = None,
+) -> IssuedToken:
     now = datetime.now(UTC)
     expires = now + timedelta(seconds=ttl)
-    payload = {
+    payload: dict[str, Any] = {
+        **(extra or {}),
         "sub": subject,
         "iss": settings.issuer,
         "aud": audience,
@@ -47,7 +55,7 @@ def _issue(settings: AuthSettings, subject: str, audience: str, ttl: int) -> Iss
     return IssuedToken(token=token, expires_at=expires.replace(microsecond=0))
 
 
-def _decode(settings: AuthSettings, token: str, audience: str) -> str:
+def _decode(settings: AuthSettings, token: str, audience: str) -> dict[str, Any]:
     try:
         claims = jwt.decode(
             token,
@@ -61,10 +69,9 @@ def _decode(settings: AuthSettings, token: str, audience: str) -> str:
         raise TokenError("token expired") from None
     except jwt.PyJWTError:
         raise TokenError("invalid token") from None
-    subject = claims["sub"]
-    if not isinstance(subject, str):
+    if not isinstance(claims.get("sub"), str):
         raise TokenError("invalid token")
-    return subject
+    return claims
 
 
 def issue_access_token(settings: AuthSettings, user_id: int) -> IssuedToken:
@@ -72,27 +79,43 @@ def issue_access_token(settings: AuthSettings, user_id: int) -> IssuedToken:
 
 
 def decode_access_token(settings: AuthSettings, token: str) -> int:
-    subject = _decode(settings, token, ACCESS_AUDIENCE)
+    subject: str = _decode(settings, token, ACCESS_AUDIENCE)["sub"]
     if not subject.isdigit():
         raise TokenError("invalid token")
     return int(subject)
 
 
 def _decode_video_subject(settings: AuthSettings, token: str, audience: str) -> int:
-    subject = _decode(settings, token, audience)
+    subject = str(_decode(settings, token, audience)["sub"])
     prefix, _, raw_id = subject.partition(":")
     if prefix != "video" or not raw_id.isdigit():
         raise TokenError("invalid token")
     return int(raw_id)
 
 
-def issue_playback_token(settings: AuthSettings, video_id: int, ttl: int) -> IssuedToken:
-    return _issue(settings, f"video:{video_id}", PLAYBACK_AUDIENCE, ttl)
+@dataclass(frozen=True)
+class PlaybackGrant:
+    video_id: int
+    # Issued to the video's owner: the only kind that plays a private video.
+    owner: bool
+
+
+def issue_playback_token(
+    settings: AuthSettings, video_id: int, ttl: int, *, owner: bool = False
+) -> IssuedToken:
+    extra = {"own": True} if owner else None
+    return _issue(settings, f"video:{video_id}", PLAYBACK_AUDIENCE, ttl, extra)
+
+
+def decode_playback_grant(settings: AuthSettings, token: str) -> PlaybackGrant:
+    video_id = _decode_video_subject(settings, token, PLAYBACK_AUDIENCE)
+    claims = _decode(settings, token, PLAYBACK_AUDIENCE)
+    return PlaybackGrant(video_id=video_id, owner=claims.get("own") is True)
 
 
 def decode_playback_token(settings: AuthSettings, token: str) -> int:
     """The id of the video the token grants playback of."""
-    return _decode_video_subject(settings, token, PLAYBACK_AUDIENCE)
+    return decode_playback_grant(settings, token).video_id
 
 
 def issue_events_token(settings: AuthSettings, video_id: int) -> IssuedToken:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -47,6 +48,24 @@ VIDEO_ERROR_MAX = 4000
 OUTBOX_ERROR_MAX = 2000
 
 
+class Visibility(enum.StrEnum):
+    """Who may see an online video: anyone and listed (public), anyone with its id
+    (unlisted), or its owner only (private)."""
+
+    PUBLIC = "public"
+    UNLISTED = "unlisted"
+    PRIVATE = "private"
+
+
+VIDEO_VISIBILITY = Enum(
+    Visibility,
+    name="video_visibility",
+    values_callable=lambda enum: [member.value for member in enum],
+    native_enum=True,
+    validate_strings=True,
+)
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -70,6 +89,9 @@ class Video(Base):
     original_file_name: Mapped[str] = mapped_column(String(FILE_NAME_MAX))
     source_key: Mapped[str | None] = mapped_column(String(1024), default=None)
     status: Mapped[VideoStatus] = mapped_column(VIDEO_STATUS, default=VideoStatus.UPLOADING)
+    visibility: Mapped[Visibility] = mapped_column(
+        VIDEO_VISIBILITY, default=Visibility.PUBLIC, server_default=Visibility.PUBLIC.value
+    )
     progress: Mapped[float] = mapped_column(Double, default=0.0)
     error: Mapped[str | None] = mapped_column(Text, default=None)  # VIDEO_ERROR_MAX
     size: Mapped[int | None] = mapped_column(BigInteger, default=None)
@@ -153,3 +175,15 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(), default=None)
+
+
+class RateLimitHits(Base):
+    """One fixed window of one rate limit (e.g. login attempts from one address)."""
+
+    __tablename__ = "rate_limits"
+    __table_args__ = (Index("ix_rate_limits_expires_at", "expires_at"),)
+
+    bucket: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(BigInteger)

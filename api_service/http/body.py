@@ -20,6 +20,9 @@ async def read_json(request: web.Request, model: type[RequestModel]) -> RequestM
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+    except RecursionError:
+        # json.loads recurses per nesting level; no request of ours is nested deeply.
+        raise ApiError(400, "malformed_json", "request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "malformed_json", "request body must be a JSON object")
     return model.model_validate(data)

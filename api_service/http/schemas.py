@@ -3,11 +3,13 @@ The error body's models live beside the errors, in ``api_service.http.errors``."
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
+from api_service.db.models import Visibility
 from shared.status import VideoStatus
 
 
@@ -17,6 +19,28 @@ def _as_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+# Largest value of a BIGINT column: a bigger id or offset is a 400, not a database error.
+MAX_BIGINT = 2**63 - 1
+# Bidirectional embeddings, overrides and isolates: they make a name display as something
+# else (e.g. "evil\u202egpj.exe"); the implicit marks (LRM, RLM, ALM) are harmless.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Control characters (NUL included), lone surrogates, private-use and unassigned code points.
+_REJECTED_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn"})
+
+
+def _display_text(value: str) -> str:
+    """Text shown to other people: NFC-normalised, no control or direction-override chars."""
+    for char in value:
+        if char in _BIDI_CONTROLS or unicodedata.category(char) in _REJECTED_CATEGORIES:
+            raise ValueError(
+                f"contains a control, direction-override or unassigned character "
+                f"(U+{ord(char):04X})"
+            )
+    return unicodedata.normalize("NFC", value)
+
+
+DisplayText = Annotated[str, AfterValidator(_display_text)]
 
 
 class _Request(BaseModel):
@@ -28,7 +52,7 @@ class _Request(BaseModel):
 
 
 class RegisterRequest(_Request):
-    nickname: str = Field(min_length=1, max_length=64)
+    nickname: DisplayText = Field(min_length=1, max_length=64)
     email: EmailStr
     password: str = Field(min_length=8, max_length=1024)
 
@@ -55,14 +79,21 @@ class TokenResponse(BaseModel):
 
 
 class InitiateUploadRequest(_Request):
-    file_name: str = Field(min_length=1, max_length=255)
-    title: str | None = Field(default=None, min_length=1, max_length=255)
-    size: int | None = Field(default=None, gt=0, description="Expected size in bytes.")
+    file_name: DisplayText = Field(min_length=1, max_length=255)
+    title: DisplayText | None = Field(default=None, min_length=1, max_length=255)
+    size: int | None = Field(
+        default=None, gt=0, le=MAX_BIGINT, description="Expected size in bytes."
+    )
     content_type: str | None = Field(default=None, max_length=255)
     multipart: bool | None = Field(
         default=None,
         description="Ask for a multipart upload (default: multipart above "
         "upload.multipart_threshold bytes of declared size).",
+    )
+    visibility: Visibility = Field(
+        default=Visibility.PUBLIC,
+        description="public: anyone may watch it once online; unlisted: anyone with the id, "
+        "never listed; private: the owner only.",
     )
 
 
@@ -102,7 +133,12 @@ class InitiateUploadResponse(BaseModel):
 
 
 class CompleteUploadRequest(_Request):
-    video_id: int = Field(gt=0)
+    video_id: int = Field(gt=0, le=MAX_BIGINT)
+
+
+class UpdateVideoRequest(_Request):
+    title: DisplayText | None = Field(default=None, min_length=1, max_length=255)
+    visibility: Visibility | None = None
 
 
 class CompleteUploadResponse(BaseModel):
@@ -126,6 +162,7 @@ class VideoResponse(BaseModel):
     id: int
     title: str
     status: VideoStatus
+    visibility: Visibility
     progress: float
     error: str | None
     duration: float | None
@@ -143,7 +180,7 @@ class VideoResponse(BaseModel):
 
 class VideoListQuery(_Request):
     limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_BIGINT)
 
 
 class VideoListResponse(BaseModel):

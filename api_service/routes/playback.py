@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from sqlalchemy import select
 
-from api_service.auth.tokens import TokenError, decode_playback_token
-from api_service.context import SESSIONS, SETTINGS, STORAGE
+from api_service.auth.tokens import PlaybackGrant, TokenError, decode_playback_grant
+from api_service.context import PLAYLIST_CACHE, PRESIGNER, SESSIONS, SETTINGS, STORAGE
 from api_service.db.models import Video, VideoSource
 from api_service.http.errors import ApiError, not_found, unauthorized
 from api_service.http.operations import operation
 from api_service.http.params import video_id_param
+from api_service.playlist_cache import SignedPlaylistCache, window_seconds
+from api_service.presign import open_bulk_presigner
+from api_service.storage import Storage
 from api_service.views import variant_url
+from api_service.visibility import can_play
 from shared.keys import processed_prefix
 from shared.status import VideoStatus
 
@@ -33,23 +37,37 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 _URI_ATTRIBUTE = re.compile(r'URI="([^"]*)"')
 
 
-def _authorize(request: web.Request, video_id: int) -> str:
+async def signing(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the bulk presigner and the signed-playlist cache."""
+    s3 = app[SETTINGS].s3
+    with open_bulk_presigner(s3) as presigner:
+        app[PRESIGNER] = presigner
+        app[PLAYLIST_CACHE] = SignedPlaylistCache(window_seconds(s3.download_url_expiry))
+        yield
+
+
+def _authorize(request: web.Request, video_id: int) -> tuple[str, PlaybackGrant]:
     token = request.query.get("token")
     if not token:
         raise unauthorized("missing playback token")
     try:
-        granted = decode_playback_token(request.app[SETTINGS].auth, token)
+        grant = decode_playback_grant(request.app[SETTINGS].auth, token)
     except TokenError as exc:
         raise unauthorized(f"playback {exc}") from None
-    if granted != video_id:
+    if grant.video_id != video_id:
         raise not_found("video")
-    return token
+    return token, grant
 
 
-async def _online_video(request: web.Request, video_id: int) -> tuple[Video, list[VideoSource]]:
+async def _online_video(
+    request: web.Request, video_id: int, grant: PlaybackGrant
+) -> tuple[Video, list[VideoSource]]:
     async with request.app[SESSIONS]() as session:
         video = await session.get(Video, video_id)
         if video is None or video.status != VideoStatus.ONLINE or not video.master_key:
+            raise not_found("video")
+        # Checked on every request: a video made private stops playing for old tokens.
+        if not can_play(video, grant):
             raise not_found("video")
         sources = list(
             await session.scalars(select(VideoSource).where(VideoSource.video_id == video_id))
@@ -93,8 +111,8 @@ def _playlist_response(text: str, max_age: int) -> web.Response:
     )
 
 
-async def _load(request: web.Request, key: str) -> str:
-    data = await request.app[STORAGE].get_bytes(key)
+async def _load(storage: Storage, key: str) -> str:
+    data = await storage.get_bytes(key)
     if data is None:
         raise not_found("playlist")
     try:
@@ -113,8 +131,8 @@ def _playlist_operation(summary: str) -> Callable[[Handler], Handler]:
 @_playlist_operation("Signed HLS master playlist")
 async def master_playlist(request: web.Request) -> web.Response:
     video_id = video_id_param(request)
-    token = _authorize(request, video_id)
-    video, sources = await _online_video(request, video_id)
+    token, grant = _authorize(request, video_id)
+    video, sources = await _online_video(request, video_id, grant)
     assert video.master_key is not None
     settings = request.app[SETTINGS]
     quality_by_key = {source.playlist_key: source.quality for source in sources}
@@ -127,7 +145,7 @@ async def master_playlist(request: web.Request) -> web.Response:
             raise ApiError(502, "bad_playlist", "master playlist names an unknown rendition")
         return variant_url(settings, video_id, quality, token)
 
-    text = await _rewrite(await _load(request, master_key), rewrite)
+    text = await _rewrite(await _load(request.app[STORAGE], master_key), rewrite)
     return _playlist_response(text, max_age=60)
 
 
@@ -135,18 +153,38 @@ async def master_playlist(request: web.Request) -> web.Response:
 @_playlist_operation("Signed HLS variant playlist (segments are presigned S3 URLs)")
 async def variant_playlist(request: web.Request) -> web.Response:
     video_id = video_id_param(request)
-    _authorize(request, video_id)
-    _, sources = await _online_video(request, video_id)
+    _, grant = _authorize(request, video_id)
+    _, sources = await _online_video(request, video_id, grant)
     quality = request.match_info["quality"]
     source = next((s for s in sources if s.quality == quality), None)
     if source is None:
         raise not_found("rendition")
-    storage = request.app[STORAGE]
-    expiry = request.app[SETTINGS].s3.download_url_expiry
     playlist_key = source.playlist_key
 
-    async def rewrite(uri: str) -> str:
-        return await storage.presign_get(_resolve(playlist_key, uri, video_id), expiry)
+    async def sign() -> str:
+        text = await _load(request.app[STORAGE], playlist_key)
+        return await _sign_variant(request.app, text, playlist_key, video_id)
 
-    text = await _rewrite(await _load(request, playlist_key), rewrite)
+    cache = request.app[PLAYLIST_CACHE]
+    text = await cache.get((video_id, quality, playlist_key), sign)
     return _playlist_response(text, max_age=60)
+
+
+async def _sign_variant(app: web.Application, text: str, playlist_key: str, video_id: int) -> str:
+    """Every segment URI becomes a presigned GET URL, signed in one batch off the loop."""
+    keys: dict[str, str] = {}
+
+    async def collect(uri: str) -> str:
+        keys[uri] = _resolve(playlist_key, uri, video_id)
+        return uri
+
+    await _rewrite(text, collect)
+    urls = await app[PRESIGNER].presign_get_many(
+        list(keys.values()), app[SETTINGS].s3.download_url_expiry
+    )
+    signed = dict(zip(keys, urls, strict=True))
+
+    async def lookup(uri: str) -> str:
+        return signed[uri]
+
+    return await _rewrite(text, lookup)

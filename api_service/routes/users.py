@@ -20,6 +20,7 @@ from api_service.http.schemas import (
     TokenResponse,
     UserResponse,
 )
+from api_service.ratelimit import enforce_auth_attempt
 
 routes = web.RouteTableDef()
 
@@ -37,10 +38,11 @@ def _user_response(user: User) -> UserResponse:
     status=201,
     request=RegisterRequest,
     response=UserResponse,
-    errors=(400, 409, 413),
+    errors=(400, 409, 413, 429),
 )
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request, RegisterRequest)
+    await enforce_auth_attempt(request, body.email)
     password_hash = await hash_password(body.password)
     user = User(nickname=body.nickname, email=body.email.lower(), password_hash=password_hash)
     try:
@@ -57,10 +59,11 @@ async def register(request: web.Request) -> web.Response:
     "users",
     request=LoginRequest,
     response=TokenResponse,
-    errors=(400, 401, 413),
+    errors=(400, 401, 413, 429),
 )
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginRequest)
+    await enforce_auth_attempt(request, body.email)
     async with request.app[SESSIONS]() as session:
         user = await session.scalar(select(User).where(User.email == body.email.lower()))
     # The hash is verified even for an unknown email so timing reveals nothing.

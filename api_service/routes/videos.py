@@ -25,9 +25,11 @@ from api_service.http.schemas import (
     VideoListResponse,
     VideoResponse,
 )
+from api_service.ratelimit import enforce_initiate
 from api_service.uploads.finish import enqueue_processing, reject_too_large, upload_limit
 from api_service.uploads.start import start_upload, validate_upload_request, wants_multipart
 from api_service.views import video_response
+from api_service.visibility import can_view
 from shared.keys import raw_prefix, video_prefixes
 from shared.status import VideoStatus
 
@@ -62,13 +64,14 @@ async def _sources_by_video(
     request=InitiateUploadRequest,
     response=InitiateUploadResponse,
     auth="bearer",
-    errors=(400, 401, 413),
+    errors=(400, 401, 413, 429),
 )
 async def initiate_upload(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
     settings = request.app[SETTINGS]
     body = await read_json(request, InitiateUploadRequest)
     ext = validate_upload_request(settings, body)
+    await enforce_initiate(request, user_id)
     response = await start_upload(
         request.app, user_id, body, ext, multipart=wants_multipart(settings, body)
     )
@@ -83,7 +86,7 @@ async def initiate_upload(request: web.Request) -> web.Response:
     request=CompleteUploadRequest,
     response=CompleteUploadResponse,
     auth="bearer",
-    errors=(400, 401, 404, 409, 413),
+    errors=(400, 401, 404, 409, 413, 429),
 )
 async def complete_upload(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
@@ -114,7 +117,7 @@ async def complete_upload(request: web.Request) -> web.Response:
 
 @routes.get(r"/api/v1/videos/{video_id:\d+}")
 @operation(
-    "One video (online videos are public)",
+    "One video (online public and unlisted videos are readable by anyone)",
     "videos",
     response=VideoResponse,
     auth="optional",
@@ -125,11 +128,18 @@ async def get_video(request: web.Request) -> web.Response:
     user_id = optional_user_id(request)
     async with request.app[SESSIONS]() as session:
         video = await session.get(Video, video_id)
-        # Online videos are public (as in the original service); the rest owner-only.
-        if video is None or (video.status != VideoStatus.ONLINE and video.owner_id != user_id):
+        # Online public and unlisted videos are readable by id (public as in the original
+        # service); everything else is the owner's only (visibility.py).
+        if video is None or not can_view(video, user_id):
             raise not_found("video")
         sources = (await _sources_by_video(session, [video.id]))[video.id]
-    view = await video_response(request.app[SETTINGS], request.app[STORAGE], video, sources)
+    view = await video_response(
+        request.app[SETTINGS],
+        request.app[STORAGE],
+        video,
+        sources,
+        for_owner=video.owner_id == user_id,
+    )
     return web.json_response(view.model_dump(mode="json"))
 
 
@@ -160,7 +170,9 @@ async def list_videos(request: web.Request) -> web.Response:
         )
         sources = await _sources_by_video(session, [v.id for v in videos])
     settings, storage = request.app[SETTINGS], request.app[STORAGE]
-    items = [await video_response(settings, storage, v, sources[v.id]) for v in videos]
+    items = [
+        await video_response(settings, storage, v, sources[v.id], for_owner=True) for v in videos
+    ]
     response = VideoListResponse(
         items=items, limit=query.limit, offset=query.offset, total=total or 0
     )

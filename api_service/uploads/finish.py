@@ -14,6 +14,7 @@ from sqlalchemy.engine import CursorResult
 from api_service.context import OUTBOX_WAKE, SESSIONS, SETTINGS, STORAGE, TOPOLOGY
 from api_service.db.models import ETAG_MAX, OutboxMessage, Video
 from api_service.http.errors import ApiError
+from api_service.quotas import check_complete, lock_user
 from api_service.webhooks import outbox as webhook_outbox
 from api_service.webhooks.outbox import VIDEO_PROCESSING
 from shared.messages import CoverJob, TranscodeJob
@@ -64,6 +65,9 @@ async def enqueue_processing(app: web.Application, video: Video, size: int, etag
     ]
     sessions = app[SESSIONS]
     async with sessions() as session, session.begin():
+        # Quotas under the user's row lock: racing completes on any replica queue up here.
+        await lock_user(session, video.owner_id)
+        await check_complete(session, app[SETTINGS], video.owner_id, video.id, size)
         # Guarded: of two racing completes exactly one matches the uploading row.
         result = await session.execute(
             update(Video)

@@ -20,6 +20,7 @@ from api_service.http.schemas import (
     MultipartUploadInfo,
     PresignedPostResponse,
 )
+from api_service.quotas import check_initiate, lock_user
 from api_service.uploads.parts import suggested_part_size
 from shared.keys import raw_key
 from shared.settings import S3_MAX_PART, Settings
@@ -90,12 +91,16 @@ async def start_upload(
     )
     title = body.title or posixpath.splitext(file_name)[0] or file_name
     async with sessions() as session, session.begin():
+        # Per-user quotas under the user's row lock (api_service/quotas.py).
+        await lock_user(session, user_id)
+        await check_initiate(session, settings, user_id, body.size)
         video = Video(
             owner_id=user_id,
             title=title,
             original_file_name=file_name,
             status=VideoStatus.UPLOADING,
             declared_size=body.size,
+            visibility=body.visibility,
         )
         session.add(video)
         await session.flush()  # the key needs the id
