@@ -14,7 +14,7 @@ import pytest_asyncio
 from aiohttp import ClientResponse
 
 from shared.settings import Settings
-from tests.api.helpers import complete, upload
+from tests.api.helpers import complete, file_size, upload
 from tests.api.support import Api, User, start_api, with_overrides
 
 # Fixed windows of a day: a test never straddles a window boundary (except at midnight UTC),
@@ -185,7 +185,7 @@ async def test_transcodes_in_flight_per_user(replicas: Replicas, clip: Path) -> 
 
 
 async def test_bytes_stored_per_user(settings: Settings, api: Api, clip: Path) -> None:
-    size = clip.stat().st_size
+    size = file_size(clip)
     quota = {**SMALL_LIMITS, "bytes_per_user": size + size // 2, "transcodes_in_flight": 5}
     instance = await start_api(
         with_overrides(settings, limits=quota), run_relay=False, run_consumers=False
