@@ -1,0 +1,117 @@
+"""public / unlisted / private: who reads a video and who plays it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api_service.auth.tokens import issue_playback_token
+from shared.topology import Topology
+from tests.api.online import online_video
+from tests.api.support import Api, User
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+
+async def _get(api: Api, video_id: int, user: User | None = None) -> tuple[int, Any]:
+    headers = user.headers if user else {}
+    resp = await api.client.get(f"/api/v1/videos/{video_id}", headers=headers)
+    return resp.status, await resp.json()
+
+
+async def _patch(api: Api, video_id: int, user: User, body: Any) -> tuple[int, Any]:
+    resp = await api.client.patch(f"/api/v1/videos/{video_id}", json=body, headers=user.headers)
+    return resp.status, await resp.json()
+
+
+async def _plays(http: aiohttp.ClientSession, url: str) -> int:
+    async with http.get(url) as resp:
+        return resp.status
+
+
+async def test_private_video_is_the_owners_only(
+    api: Api,
+    user: User,
+    other_user: User,
+    db: AsyncEngine,
+    s3: S3Client,
+    clip: Path,
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    http: aiohttp.ClientSession,
+) -> None:
+    args = (api, user, db, s3, clip, amqp, declared_topology)
+    video_id = await online_video(*args, visibility="private")
+    assert (await _get(api, video_id))[0] == 404
+    assert (await _get(api, video_id, other_user))[0] == 404
+    status, video = await _get(api, video_id, user)
+    assert status == 200 and video["visibility"] == "private"
+    # The owner's playback URLs play: master and variant.
+    assert await _plays(http, video["playback_url"]) == 200
+    assert await _plays(http, video["sources"][0]["url"]) == 200
+    # A valid playback token that was not issued to the owner does not.
+    stranger = issue_playback_token(api.settings.auth, video_id, 60).token
+    base = f"{api.base_url}/api/v1/videos/{video_id}/hls"
+    assert await _plays(http, f"{base}/master.m3u8?token={stranger}") == 404
+    assert await _plays(http, f"{base}/240p.m3u8?token={stranger}") == 404
+
+
+async def test_unlisted_is_readable_by_id(
+    api: Api,
+    user: User,
+    other_user: User,
+    db: AsyncEngine,
+    s3: S3Client,
+    clip: Path,
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    http: aiohttp.ClientSession,
+) -> None:
+    args = (api, user, db, s3, clip, amqp, declared_topology)
+    video_id = await online_video(*args, visibility="unlisted")
+    status, video = await _get(api, video_id)
+    assert status == 200 and video["visibility"] == "unlisted"
+    assert await _plays(http, video["playback_url"]) == 200
+    # Lists are the caller's own: never someone else's unlisted video.
+    resp = await api.client.get("/api/v1/videos?limit=100", headers=other_user.headers)
+    assert video_id not in [v["id"] for v in (await resp.json())["items"]]
+
+
+async def test_default_is_public_and_owner_changes_it(
+    api: Api,
+    user: User,
+    other_user: User,
+    db: AsyncEngine,
+    s3: S3Client,
+    clip: Path,
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    http: aiohttp.ClientSession,
+) -> None:
+    video_id = await online_video(api, user, db, s3, clip, amqp, declared_topology)
+    status, public = await _get(api, video_id)
+    assert status == 200 and public["visibility"] == "public"
+    anonymous_playback = public["playback_url"]
+    assert await _plays(http, anonymous_playback) == 200
+
+    # Only the owner may change it; someone else's video is a 404 as everywhere.
+    assert (await _patch(api, video_id, other_user, {"visibility": "private"}))[0] == 404
+    status, body = await _patch(api, video_id, user, {"visibility": "nobody"})
+    assert status == 400 and body["error"]["details"][0]["field"] == "visibility"
+    status, body = await _patch(api, video_id, user, {"visibility": "private", "title": "Mine"})
+    assert status == 200, body
+    assert body["visibility"] == "private" and body["title"] == "Mine"
+
+    # Now private: gone for everyone else, and URLs handed out while public stop playing.
+    assert (await _get(api, video_id))[0] == 404
+    assert await _plays(http, anonymous_playback) == 404
+    assert await _plays(http, public["sources"][0]["url"]) == 404
+
+    status, body = await _patch(api, video_id, user, {"visibility": "public"})
+    assert status == 200 and body["visibility"] == "public"
+    assert (await _get(api, video_id))[0] == 200
