@@ -17,6 +17,7 @@ from tests.deploy.manifests import (
     setting_for,
     validate_compose,
 )
+from tests.deploy.operator_secrets import operator_values
 
 
 def test_compose_file_validates() -> None:
@@ -98,18 +99,27 @@ def test_every_video_env_var_is_a_real_setting() -> None:
 
 
 def test_app_services_load_their_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.settings import load_settings
+    from shared.settings import SettingsError, load_settings
 
     services = _services()
     for name in ("migrate", "api", "worker"):
+        env = {k: interpolate_compose(str(v)) for k, v in services[name]["environment"].items()}
         for key in [k for k in os.environ if k.startswith("VIDEO_")]:
             monkeypatch.delenv(key)
         monkeypatch.setenv("VIDEO_CONFIG_FILE", "/nonexistent/config.yaml")
-        for key, value in services[name]["environment"].items():
-            monkeypatch.setenv(key, interpolate_compose(str(value)))
+        if name == "api":
+            # With the operator's secrets the API starts; the fallback JWT secret written in
+            # this file is public, so it is refused. (migrate has no broker or S3 to check.)
+            for key, value in operator_values(env).items():
+                monkeypatch.setenv(key, value)
+            load_settings().ensure_production_safe()
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
         settings = load_settings()
+        if name == "api":
+            with pytest.raises(SettingsError, match="jwt_secret"):
+                settings.ensure_production_safe()
         if name != "worker":
-            settings.ensure_production_safe()
             assert settings.server.host == "0.0.0.0"
         assert settings.s3.presign_endpoint == "http://localhost:8333"
         assert settings.s3.endpoint_url.host == "seaweedfs"
