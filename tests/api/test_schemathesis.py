@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from api_service.app import create_app
 from api_service.openapi import build_openapi
+from shared.settings import load_settings
 from shared.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,9 +116,10 @@ async def api_schema(api_process: str) -> Any:
 
 
 def _operation_labels() -> list[str]:
-    # The same document the process serves (it is built from settings-independent models);
-    # only used to name one test per operation.
-    document = build_openapi("http://127.0.0.1")
+    # The same document the process serves, built from an app that is never started; only
+    # used to name one test per operation.
+    app = create_app(load_settings())
+    document = build_openapi(app.router, "http://127.0.0.1")
     return [f"{method.upper()} {path}" for path, ops in document["paths"].items() for method in ops]
 
 
