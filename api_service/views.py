@@ -25,10 +25,10 @@ def master_url(settings: Settings, video_id: int, token: str) -> str:
     return f"{hls_base_url(settings, video_id)}/master.m3u8?token={token}"
 
 
-def events_url(settings: Settings, video_id: int) -> str:
+def events_url(settings: Settings, video_id: int, *, owner: bool = False) -> str:
     """The live-progress stream with its own video-scoped token: EventSource cannot send an
     Authorization header."""
-    token = issue_events_token(settings.auth, video_id).token
+    token = issue_events_token(settings.auth, video_id, owner=owner).token
     base = str(settings.server.public_base_url).rstrip("/")
     return f"{base}/api/v1/videos/{video_id}/events?token={token}"
 
@@ -72,6 +72,6 @@ async def video_response(
         cover_url=cover_url,
         sources=source_items,
         playback_url=playback_url,
-        events_url=events_url(settings, video.id),
+        events_url=events_url(settings, video.id, owner=for_owner),
         created_at=video.created_at,
     )

@@ -118,10 +118,22 @@ def decode_playback_token(settings: AuthSettings, token: str) -> int:
     return decode_playback_grant(settings, token).video_id
 
 
-def issue_events_token(settings: AuthSettings, video_id: int) -> IssuedToken:
-    return _issue(settings, f"video:{video_id}", EVENTS_AUDIENCE, settings.events_token_ttl_seconds)
+def issue_events_token(
+    settings: AuthSettings, video_id: int, *, owner: bool = False
+) -> IssuedToken:
+    extra = {"own": True} if owner else None
+    ttl = settings.events_token_ttl_seconds
+    return _issue(settings, f"video:{video_id}", EVENTS_AUDIENCE, ttl, extra)
+
+
+def decode_events_grant(settings: AuthSettings, token: str) -> PlaybackGrant:
+    """The video whose progress stream the token may read, and whether it was the owner's
+    (the stream's final event then carries the owner's playback URLs)."""
+    video_id = _decode_video_subject(settings, token, EVENTS_AUDIENCE)
+    claims = _decode(settings, token, EVENTS_AUDIENCE)
+    return PlaybackGrant(video_id=video_id, owner=claims.get("own") is True)
 
 
 def decode_events_token(settings: AuthSettings, token: str) -> int:
     """The id of the video whose progress stream the token may read."""
-    return _decode_video_subject(settings, token, EVENTS_AUDIENCE)
+    return decode_events_grant(settings, token).video_id

@@ -30,7 +30,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 from sqlalchemy import select
 
-from api_service.auth.tokens import TokenError, decode_events_token
+from api_service.auth.tokens import TokenError, decode_events_grant
 from api_service.context import SESSIONS, SETTINGS, STORAGE
 from api_service.db.models import Video, VideoSource
 from api_service.http.errors import not_found, unauthorized
@@ -66,16 +66,22 @@ class Snapshot:
         return f"{self.status.value}.{round(self.progress, 1)}.{cover}"
 
 
-def _authorize(request: web.Request, video_id: int) -> None:
+# Request key: the stream's token was issued to the video's owner.
+_OWNER = "events_token_owner"
+
+
+def _authorize(request: web.Request, video_id: int) -> bool:
+    """Checks the events token; True when it was issued to the video's owner."""
     token = request.query.get("token")
     if not token:
         raise unauthorized("missing events token (use the video's events_url)")
     try:
-        granted = decode_events_token(request.app[SETTINGS].auth, token)
+        grant = decode_events_grant(request.app[SETTINGS].auth, token)
     except TokenError as exc:
         raise unauthorized(f"events {exc}") from None
-    if granted != video_id:
+    if grant.video_id != video_id:
         raise not_found("video")
+    return grant.owner
 
 
 async def _snapshot(request: web.Request, video_id: int) -> Snapshot | None:
@@ -88,7 +94,7 @@ async def _snapshot(request: web.Request, video_id: int) -> Snapshot | None:
     return None if row is None else Snapshot(row.status, row.progress, row.cover_key)
 
 
-async def _whole_video(request: web.Request, video_id: int) -> dict[str, Any] | None:
+async def _whole_video(request: web.Request, video_id: int, owner: bool) -> dict[str, Any] | None:
     async with request.app[SESSIONS]() as session:
         video = await session.get(Video, video_id)
         if video is None:
@@ -96,7 +102,10 @@ async def _whole_video(request: web.Request, video_id: int) -> dict[str, Any] | 
         sources = list(
             await session.scalars(select(VideoSource).where(VideoSource.video_id == video_id))
         )
-    view = await video_response(request.app[SETTINGS], request.app[STORAGE], video, sources)
+    # A private video's playback URLs go to its owner's stream only (visibility.py).
+    view = await video_response(
+        request.app[SETTINGS], request.app[STORAGE], video, sources, for_owner=owner
+    )
     return view.model_dump(mode="json")
 
 
@@ -118,7 +127,7 @@ async def _changes(
     ):
         events.append(("progress", {"status": now.status.value, "progress": now.progress}))
     if now.final:
-        video = await _whole_video(request, video_id)
+        video = await _whole_video(request, video_id, bool(request.get(_OWNER, False)))
         if video is None:
             events.append(("deleted", {"id": video_id}))
         else:
@@ -143,7 +152,7 @@ async def _send(
 )
 async def video_events(request: web.Request) -> web.StreamResponse:
     video_id = video_id_param(request)
-    _authorize(request, video_id)
+    request[_OWNER] = _authorize(request, video_id)
     settings = request.app[SETTINGS].server
     now = await _snapshot(request, video_id)
     if now is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,20 @@ async def _plays(http: aiohttp.ClientSession, url: str) -> int:
         return resp.status
 
 
+async def _final_event(http: aiohttp.ClientSession, events_url: str) -> Any:
+    """The data of the live stream's first ``online`` event."""
+    async with http.get(events_url) as resp:
+        assert resp.status == 200
+        event = ""
+        async for raw in resp.content:
+            line = raw.decode().strip()
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event == "online":
+                return json.loads(line.split(":", 1)[1])
+    raise AssertionError("no online event")
+
+
 async def test_private_video_is_the_owners_only(
     api: Api,
     user: User,
@@ -59,6 +74,9 @@ async def test_private_video_is_the_owners_only(
     base = f"{api.base_url}/api/v1/videos/{video_id}/hls"
     assert await _plays(http, f"{base}/master.m3u8?token={stranger}") == 404
     assert await _plays(http, f"{base}/240p.m3u8?token={stranger}") == 404
+    # The owner's live-progress stream ends with playback URLs that play too.
+    final = await _final_event(http, video["events_url"])
+    assert await _plays(http, final["playback_url"]) == 200
 
 
 async def test_unlisted_is_readable_by_id(
