@@ -7,7 +7,6 @@ database through the first one, so this also shows that any replica serves any c
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest_asyncio
 from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api_service.auth.tokens import issue_events_token, issue_playback_token
 from shared.keys import cover_key
 from shared.messages import CoverReady, TranscodeFailed, TranscodeProgress
 from shared.topology import Topology
-from tests.api.helpers import eventually, publish_event, uploaded_video
+from tests.api.helpers import eventually, issued_job, publish_event, uploaded_video
 from tests.api.support import Api, User, start_api, with_overrides
 from tests.api.test_events import succeeded
 from tests.sse import SseStream
@@ -57,6 +57,7 @@ async def test_stream_reports_status_cover_progress_and_online_then_ends(
     api: Api,
     replica: Api,
     user: User,
+    db: AsyncEngine,
     s3: S3Client,
     clip: Path,
     amqp: AbstractRobustConnection,
@@ -64,6 +65,9 @@ async def test_stream_reports_status_cover_progress_and_online_then_ends(
     http: aiohttp.ClientSession,
 ) -> None:
     video_id = await uploaded_video(api, user, clip)
+    # The API applies only events of the jobs it issued for the video.
+    cover_job = await issued_job(db, video_id, "cover")
+    job = await issued_job(db, video_id, "transcode")
     video = await _video(api, user, video_id)
     assert video["events_url"].startswith(f"{api.base_url}/api/v1/videos/{video_id}/events?token=")
     url = _on(replica, video["events_url"])
@@ -77,11 +81,10 @@ async def test_stream_reports_status_cover_progress_and_online_then_ends(
         await s3.put_object(
             Bucket=api.settings.s3.bucket, Key=cover_key(video_id), Body=b"\xff\xd8jpeg"
         )
-        job = uuid.uuid4()
         await publish_event(
             amqp,
             declared_topology,
-            CoverReady(video_id=video_id, job_id=job, cover_key=cover_key(video_id)),
+            CoverReady(video_id=video_id, job_id=cover_job, cover_key=cover_key(video_id)),
         )
         cover = await stream.next()
         assert cover.event == "cover"
@@ -128,6 +131,7 @@ async def test_stream_reports_status_cover_progress_and_online_then_ends(
 async def test_failed_video_ends_the_stream_with_the_reason(
     api: Api,
     user: User,
+    db: AsyncEngine,
     clip: Path,
     amqp: AbstractRobustConnection,
     declared_topology: Topology,
@@ -140,7 +144,7 @@ async def test_failed_video_ends_the_stream_with_the_reason(
         assert (await stream.next()).event == "status"
         failure = TranscodeFailed(
             video_id=video_id,
-            job_id=uuid.uuid4(),
+            job_id=await issued_job(db, video_id, "transcode"),
             job_kind="transcode",
             reason="the file is not a video",
             permanent=True,
