@@ -309,8 +309,8 @@ class LimitsSettings(BaseModel):
     initiate_window: int = Field(3600, ge=1)
     # Videos a user may have in ``uploading`` whose upload URL has not expired yet.
     uploads_in_flight: int = Field(5, ge=1)
-    # Sum of the source sizes of a user's videos that are not ``failed``.
-    bytes_per_user: int = Field(20 * 1024**3, ge=1)
+    # Sum of the source sizes of a user's videos that are not ``failed`` (one largest upload).
+    bytes_per_user: int = Field(50 * 1024**3, ge=1)
     # Videos a user may have in ``transcoding`` at once: one user cannot fill every worker.
     transcodes_in_flight: int = Field(2, ge=1)
     # Reverse proxies in front of the API that append to X-Forwarded-For (0: use the peer

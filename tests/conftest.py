@@ -38,6 +38,7 @@ LOOSE_LIMITS = {
     "initiate_per_user": 10_000,
     "uploads_in_flight": 1_000,
     "transcodes_in_flight": 1_000,
+    "bytes_per_user": 10**15,
 }
 
 

@@ -15,13 +15,14 @@ import pytest
 import pytest_asyncio
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
 from api_service.webhooks.addresses import ReceiverRefused, check_receiver
 from shared.keys import master_playlist_key, rendition_playlist_key
 from shared.messages import Rendition, TranscodeFailed, TranscodeSucceeded
 from shared.topology import Topology
-from tests.api.helpers import eventually, publish_event, uploaded_video
+from tests.api.helpers import eventually, issued_job, publish_event, uploaded_video
 from tests.api.proxy import free_port
 from tests.api.support import Api, User, start_api, with_overrides
 
@@ -94,14 +95,14 @@ def _verified(secret: str, headers: dict[str, str], body: bytes) -> dict[str, An
 
 
 async def test_events_are_signed_and_sent_once_per_change(
-    api: Api, user: User, receiver: Receiver, clip: Path,
+    api: Api, user: User, receiver: Receiver, clip: Path, db: AsyncEngine,
     amqp: AbstractRobustConnection, declared_topology: Topology,
 ) -> None:  # fmt: skip
     endpoint = await _register(api, user, receiver.at("/hooks/a"))
     assert endpoint["secret"].startswith("whsec_")
     video_id = await uploaded_video(api, user, clip)
     await eventually(lambda: asyncio.sleep(0, receiver.bodies("/hooks/a")), lambda r: len(r) == 1)
-    event = _succeeded(video_id, uuid.uuid4())
+    event = _succeeded(video_id, await issued_job(db, video_id, "transcode"))
     await publish_event(amqp, declared_topology, event)
     await publish_event(amqp, declared_topology, event)  # a redelivered event
     received = await eventually(
@@ -124,7 +125,7 @@ async def test_events_are_signed_and_sent_once_per_change(
 
 
 async def test_retries_with_backoff_then_gives_up(
-    api: Api, receiver: Receiver, clip: Path,
+    api: Api, receiver: Receiver, clip: Path, db: AsyncEngine,
     amqp: AbstractRobustConnection, declared_topology: Topology,
 ) -> None:  # fmt: skip
     owner = await api.register()
@@ -148,7 +149,8 @@ async def test_retries_with_backoff_then_gives_up(
     await publish_event(
         amqp, declared_topology,
         TranscodeFailed(
-            video_id=video_id, job_id=uuid.uuid4(), job_kind="transcode",
+            video_id=video_id, job_id=await issued_job(db, video_id, "transcode"),
+            job_kind="transcode",
             reason="not a video", permanent=True,
         ),
     )  # fmt: skip
