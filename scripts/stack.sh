@@ -11,7 +11,7 @@
 # A service whose setting still is the shipped local default (configs/config.yaml) is managed
 # here: installed with apt-get when missing, started the platform's way (systemd when it is PID 1,
 # else the package's init script), and given a project user whose generated password lives in
-# .stack/ (git-ignored). The resulting VIDEO_* URLs are written to .stack/env, which `make`
+# ~/.local/state/video-platform/ (shared by every clone on the machine). The resulting VIDEO_* URLs are written to .stack/env, which `make`
 # passes to the services and the tests through `stack.sh exec`. A service the user pointed
 # elsewhere (VIDEO_DATABASE__URL, VIDEO_RABBITMQ__URL, VIDEO_S3__ENDPOINT_URL, or the YAML file)
 # is not installed or touched; stack.sh only checks that it answers and creates the database
@@ -48,11 +48,14 @@ DB_HOST=127.0.0.1
 DB_PORT=3306
 DB_NAME="${STACK_DB_NAME:-video_platform}"
 DB_USER=video
-DB_PASSWORD_FILE="$STACK_DIR/mariadb-password"
+# The project users are machine-wide (one per server), so their passwords are too: every clone
+# on this machine reads the same files instead of resetting the password under the others.
+SECRETS_DIR="${STACK_SECRETS_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/video-platform}"
+DB_PASSWORD_FILE="$SECRETS_DIR/mariadb-password"
 AMQP_PORT=5672
 RABBIT_MGMT_PORT=15672
 RABBIT_USER=video
-RABBIT_PASSWORD_FILE="$STACK_DIR/rabbitmq-password"
+RABBIT_PASSWORD_FILE="$SECRETS_DIR/rabbitmq-password"
 S3_HOST=127.0.0.1
 S3_PORT=8333
 
@@ -146,6 +149,7 @@ start_service() {
 password_in() {
     local file=$1
     if [[ ! -s $file ]]; then
+        (umask 077 && mkdir -p "$(dirname "$file")")
         # 24 random bytes in base64, only letters and digits kept (safe in URLs and SQL).
         local raw
         raw=$(head -c 24 /dev/urandom | base64)
