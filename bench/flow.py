@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import aiohttp
 
 from bench.console import BenchError, say
+from harness.client import ApiClient
 
 COVER_POLL = 0.02
 ONLINE_POLL = 0.05
@@ -28,59 +24,14 @@ class Watch:
     online: float | None = None
 
 
-class Client:
-    def __init__(self, session: aiohttp.ClientSession, api: str) -> None:
-        self.session = session
-        self.api = api
-        self.headers: dict[str, str] = {}
+class Client(ApiClient):
+    """The platform's HTTP client, plus the bench's timing of complete -> cover -> online."""
 
-    async def call(self, method: str, path: str, expect: int, **kwargs: Any) -> Any:
-        try:
-            async with self.session.request(
-                method, self.api + path, headers=self.headers, **kwargs
-            ) as response:
-                body = await response.json(content_type=None)
-                status = response.status
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise BenchError(f"{method} {path} failed: {exc!r}") from None
-        if status != expect:
-            raise BenchError(f"{method} {path}: HTTP {status} (expected {expect}): {body}")
-        return body
-
-    async def sign_up(self) -> None:
-        email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
-        user = {"email": email, "password": "bench-password-123"}
-        await self.call("POST", "/api/v1/users/register", 201, json={"nickname": "bench", **user})
-        login = await self.call("POST", "/api/v1/users/login", 200, json=user)
-        self.headers = {"Authorization": f"Bearer {login['token']}"}
-
-    async def upload(self, path: Path) -> int:
-        """Initiate and PUT the file with curl, as a client of the platform does; returns the
-        video id (not completed yet)."""
-        initiated = await self.call(
-            "POST", "/api/v1/videos/upload/initiate", 201,
-            json={"file_name": path.name, "title": path.stem},
-        )  # fmt: skip
-        curl = await asyncio.create_subprocess_exec(
-            "curl", "--fail", "-sS", "-T", str(path), initiated["upload_url"],
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        _, stderr = await curl.communicate()
-        if curl.returncode != 0:
-            raise BenchError(f"curl -T {path.name} failed: {stderr.decode(errors='replace')}")
-        return int(initiated["video_id"])
-
-    async def complete(self, video_id: int) -> float:
+    async def complete_timed(self, video_id: int) -> float:
         """Send complete; returns the monotonic time just before it was sent."""
         sent = time.monotonic()
-        await self.call("POST", "/api/v1/videos/upload/complete", 202, json={"video_id": video_id})
+        await self.complete(video_id)
         return sent
-
-    async def video(self, video_id: int) -> dict[str, Any]:
-        video: dict[str, Any] = await self.call("GET", f"/api/v1/videos/{video_id}", 200)
-        return video
 
     async def watch(
         self, video_id: int, sent: float, *, online: bool = True, within: float = 600.0

@@ -20,6 +20,7 @@ from bench.flow import Client, Watch
 from bench.memory import check_is_worker, peak_rss_kib
 from bench.report import Row, system_info, table, verdict, write_json
 from bench.stack import OUT, Stack
+from harness.errors import HarnessError
 
 BACKLOG = 2  # uploads completed ahead of the measured one
 BIG_BYTES = 1_050_000_000
@@ -55,7 +56,7 @@ async def e2e(stack: Stack, client: Client, clip: Path, raw: dict[str, Any]) -> 
     say("end to end: upload, complete, poll until online (idle worker)")
     video_id = await client.upload(clip)
     load = os.getloadavg()[0]
-    sent = await client.complete(video_id)
+    sent = await client.complete_timed(video_id)
     watch = await client.watch(video_id, sent)
     say(f"  cover after {watch.cover:.2f} s, online after {watch.online:.2f} s")
     assert stack.worker is not None
@@ -73,13 +74,13 @@ async def backlog(stack: Stack, client: Client, clip: Path, raw: dict[str, Any])
     say(f"cover behind a backlog: {BACKLOG} uploads completed first, then one more")
     queued = [await client.upload(clip) for _ in range(BACKLOG)]
     measured = await client.upload(clip)
-    sent_at = {video_id: await client.complete(video_id) for video_id in queued}
+    sent_at = {video_id: await client.complete_timed(video_id) for video_id in queued}
     # Their covers first (cheap), so the backlog left is transcodes only.
     for video_id in queued:
         await client.watch(video_id, sent_at[video_id], online=False)
     states = [(await client.video(v))["status"] for v in queued]
     pending = sum(1 for s in states if s != "online")
-    sent = await client.complete(measured)
+    sent = await client.complete_timed(measured)
     watch = await client.watch(measured, sent, online=False)
     say(f"  cover after {watch.cover:.2f} s with {pending} transcode(s) ahead ({states})")
     assert stack.worker is not None
@@ -107,13 +108,13 @@ async def worker_peak(
     check_is_worker(worker.pid)
     idle = peak_rss_kib(worker.pid)
     client = Client(session, stack.api_url)
-    await client.sign_up()
+    await client.sign_up("bench")
     size = media.size_of(source)
     say(f"memory ({label}): fresh worker pid {worker.pid}, source {size / 1e6:.0f} MB")
     started = time.monotonic()
     video_id = await client.upload(source)
     upload = time.monotonic() - started
-    sent = await client.complete(video_id)
+    sent = await client.complete_timed(video_id)
     watch = await client.watch(video_id, sent)
     worker.check_alive()
     peak = peak_rss_kib(worker.pid)
@@ -171,7 +172,7 @@ async def run() -> list[Row]:
         await stack.start_worker()
         async with aiohttp.ClientSession() as session:
             client = Client(session, stack.api_url)
-            await client.sign_up()
+            await client.sign_up("bench")
             watch = await e2e(stack, client, clip, raw)
             assert watch.online is not None
             ratio = watch.online / bare
@@ -238,7 +239,7 @@ async def run() -> list[Row]:
 def main() -> int:
     try:
         asyncio.run(run())
-    except BenchError as exc:
+    except (BenchError, HarnessError) as exc:
         say(f"bench failed: {exc}")
         return 2
     except KeyboardInterrupt:

@@ -4,19 +4,13 @@ worker as subprocesses on them, and the removal of all of it at the end."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import aio_pika
 from sqlalchemy import text
@@ -24,12 +18,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.console import BenchError, say
+from harness.broker import purge_queues
+from harness.database import create_database, drop_database
+from harness.net import free_port
+from harness.processes import Service, api_command, worker_command
+from harness.storage import delete_bucket
 from shared.s3 import s3_client
 from shared.settings import RabbitMQSettings, S3Settings, Settings, SettingsError, load_settings
 from shared.topology import Topology, declare_topology, delete_topology
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -38,72 +34,14 @@ READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+async def stop_service(service: Service) -> None:
+    if await service.stop(STOP_TIMEOUT):
+        say(f"{service.name} did not stop within {STOP_TIMEOUT} s; it was killed")
 
 
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
-
-
-class Service:
-    """One platform process (API or worker) with its log file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int) -> None:
-        self.name, self.argv, self.env, self.port = name, argv, env, port
-        self.log = OUT / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        if self.process is None:
-            raise BenchError(f"{self.name} is not running")
-        return self.process.pid
-
-    def start(self) -> None:
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-
-    async def wait_ready(self) -> None:
-        """Until the process accepts connections on its port (API or health server)."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                code = None if self.process is None else self.process.returncode
-                raise BenchError(f"{self.name} exited with {code} at start-up; see {self.log}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                await asyncio.sleep(0.1)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return
-        raise BenchError(f"{self.name} did not listen on {self.port} within {READY_TIMEOUT} s")
-
-    def check_alive(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            raise BenchError(f"{self.name} is not running any more; see {self.log}")
-
-    async def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.to_thread(process.wait, STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            say(f"{self.name} did not stop within {STOP_TIMEOUT} s; killing it")
-            process.kill()
-            await asyncio.to_thread(process.wait)
 
 
 class Stack:
@@ -211,26 +149,13 @@ class Stack:
                 raise BenchError(f"{name} is not reachable ({_first_line(exc)}); {hint}") from None
 
     async def _create(self) -> None:
-        from api_service.migrate import upgrade  # the API owns the schema
-
         OUT.mkdir(parents=True, exist_ok=True)
-        url = make_url(self.database_url)
-        server = create_async_engine(url.set(database=""))
-        async with server.begin() as conn:
-            await conn.execute(
-                text(
-                    f"CREATE DATABASE `{url.database}` "
-                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                )
-            )
+        await create_database(self.database_url)
 
-        async def drop_database() -> None:
-            async with server.begin() as conn:
-                await conn.execute(text(f"DROP DATABASE IF EXISTS `{url.database}`"))
-            await server.dispose()
+        async def remove_database() -> None:
+            await drop_database(self.database_url)
 
-        self._on_exit("the database", drop_database)
-        await asyncio.to_thread(upgrade, self.database_url)
+        self._on_exit("the database", remove_database)
 
         async with s3_client(self.s3_settings) as s3:
             await s3.create_bucket(Bucket=self.bucket)
@@ -248,27 +173,19 @@ class Stack:
             await asyncio.to_thread(shutil.rmtree, self.work_dir, True)
 
         self._on_exit("the worker directory", remove_work_dir)
-        say(f"isolated: database {url.database}, bucket {self.bucket}, prefix {self.prefix}")
+        database = make_url(self.database_url).database
+        say(f"isolated: database {database}, bucket {self.bucket}, prefix {self.prefix}")
 
-        api = Service(
-            "api", [str(Path(sys.executable).with_name("video-api"))], self.env(), self.api_port
-        )
-        self._on_exit("the API", api.stop)
+        api = Service("api", api_command(), self.env(), self.api_port, OUT / "api.log")
+        self._on_exit("the API", lambda: stop_service(api))
         api.start()
-        await api.wait_ready()
+        await api.wait_ready(READY_TIMEOUT)
         self.api = api
         self._on_exit("the worker", self.stop_worker)
 
     async def _delete_bucket(self) -> None:
         async with s3_client(self.s3_settings) as s3:
-            paginator = s3.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=self.bucket):
-                objects: list[ObjectIdentifierTypeDef] = [
-                    {"Key": o["Key"]} for o in page.get("Contents", [])
-                ]
-                if objects:
-                    await s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objects})
-            await s3.delete_bucket(Bucket=self.bucket)
+            await delete_bucket(s3, self.bucket)
 
     async def _delete_topology(self) -> None:
         connection = await aio_pika.connect(self.rabbit_settings.url.get_secret_value())
@@ -289,10 +206,7 @@ class Stack:
                     self.topology.retry_queue(kind, step)
                     for step in range(len(self.topology.retry_delays_ms))
                 ]
-                for name in names:
-                    queue = await channel.get_queue(name, ensure=False)
-                    result = await queue.purge()
-                    dropped += result.message_count or 0
+                dropped += await purge_queues(channel, names)
         finally:
             await connection.close()
         return dropped
@@ -303,16 +217,17 @@ class Stack:
         port = free_port()
         worker = Service(
             label,
-            [sys.executable, "-m", "transcode_service"],
+            worker_command(),
             self.env(VIDEO_WORKER__HEALTH_PORT=str(port), **extra_env),
             port,
+            OUT / f"{label}.log",
         )
         worker.start()
         self.worker = worker
-        await worker.wait_ready()
+        await worker.wait_ready(READY_TIMEOUT)
         return worker
 
     async def stop_worker(self) -> None:
         worker, self.worker = self.worker, None
         if worker is not None:
-            await worker.stop()
+            await stop_service(worker)

@@ -15,12 +15,14 @@ import json
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from tqdm import tqdm
+
+from harness.client import ApiClient
+from harness.errors import HarnessError
 
 POLL_INTERVAL = 0.5
 TIMEOUT = 600.0
@@ -44,53 +46,6 @@ def generate_clip(path: Path) -> Path:
     return path
 
 
-async def call(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    *,
-    expect: int,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    async with session.request(method, url, **kwargs) as response:
-        body = await response.json(content_type=None)
-        if response.status != expect:
-            raise DemoError(f"{method} {url} -> {response.status}: {json.dumps(body)}")
-        result: dict[str, Any] = body
-        return result
-
-
-def upload_with_curl(path: Path, upload_url: str) -> None:
-    # Exactly what a client of the original service runs.
-    done = subprocess.run(
-        ["curl", "--fail-with-body", "--silent", "--show-error", "-T", str(path), upload_url],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise DemoError(f"upload failed: {done.stderr.strip()} {done.stdout.strip()}")
-
-
-async def wait_until_final(
-    session: aiohttp.ClientSession, api: str, video_id: int, headers: dict[str, str]
-) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT
-    with tqdm(total=100, desc="transcoding", unit="%", bar_format="{l_bar}{bar}| {n:.0f}%") as bar:
-        while True:
-            video = await call(
-                session, "GET", f"{api}/api/v1/videos/{video_id}", expect=200, headers=headers
-            )
-            progress = 100.0 if video["status"] == "online" else float(video.get("progress") or 0)
-            bar.update(max(0.0, progress - bar.n))
-            bar.set_postfix_str(video["status"])
-            if video["status"] in ("online", "failed"):
-                return video
-            if loop.time() > deadline:
-                raise DemoError(f"video {video_id} still {video['status']} after {TIMEOUT:.0f} s")
-            await asyncio.sleep(POLL_INTERVAL)
-
-
 def probe_playback(url: str) -> dict[str, Any]:
     # The player's view: ffprobe follows master -> variant -> segments, all signed.
     done = subprocess.run(
@@ -109,33 +64,24 @@ def probe_playback(url: str) -> dict[str, Any]:
 
 
 async def demo(api: str, source: Path, size: int) -> None:
-    email = f"demo-{uuid.uuid4().hex[:8]}@example.com"
-    password = "demo-password-123"
     async with aiohttp.ClientSession() as session:
-        await call(
-            session, "POST", f"{api}/api/v1/users/register", expect=201,
-            json={"nickname": "demo", "email": email, "password": password},
-        )  # fmt: skip
-        login = await call(
-            session, "POST", f"{api}/api/v1/users/login", expect=200,
-            json={"email": email, "password": password},
-        )  # fmt: skip
-        headers = {"Authorization": f"Bearer {login['token']}"}
-        print(f"registered and logged in as {email}")
+        client = ApiClient(session, api)
+        account = await client.sign_up("demo")
+        print(f"registered and logged in as {account.email}")
+        video_id = await client.upload(source, title="Demo video", size=size)
+        print(f"video {video_id}: uploaded {source.name} ({size} bytes)")
+        await client.complete(video_id)
+        with tqdm(
+            total=100, desc="transcoding", unit="%", bar_format="{l_bar}{bar}| {n:.0f}%"
+        ) as bar:
 
-        initiated = await call(
-            session, "POST", f"{api}/api/v1/videos/upload/initiate", expect=201, headers=headers,
-            json={"file_name": source.name, "title": "Demo video", "size": size},
-        )  # fmt: skip
-        video_id = int(initiated["video_id"])
-        print(f"video {video_id}: uploading {source.name} ({size} bytes)")
-        await asyncio.to_thread(upload_with_curl, source, initiated["upload_url"])
+            def show(video: dict[str, Any]) -> None:
+                done = video["status"] == "online"
+                progress = 100.0 if done else float(video.get("progress") or 0)
+                bar.update(max(0.0, progress - bar.n))
+                bar.set_postfix_str(video["status"])
 
-        await call(
-            session, "POST", f"{api}/api/v1/videos/upload/complete", expect=202,
-            headers=headers, json={"video_id": video_id},
-        )  # fmt: skip
-        video = await wait_until_final(session, api, video_id, headers)
+            video = await client.wait_final(video_id, TIMEOUT, POLL_INTERVAL, on_poll=show)
 
     if video["status"] != "online":
         raise DemoError(f"video {video_id} failed: {video.get('error')}")
@@ -164,7 +110,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             source = args.file or generate_clip(Path(tmp) / "demo.mp4")
             asyncio.run(demo(args.api.rstrip("/"), source, source.stat().st_size))
-    except (DemoError, aiohttp.ClientError) as exc:
+    except (DemoError, HarnessError, aiohttp.ClientError) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         sys.exit(1)
 

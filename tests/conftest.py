@@ -8,7 +8,6 @@ by ``make test`` (scripts/stack.sh up) before pytest runs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import uuid
@@ -18,10 +17,10 @@ from pathlib import Path
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from harness.database import create_database, drop_database
+from harness.storage import delete_bucket
 from shared.bucket_cors import apply_bucket_cors
 from shared.s3 import s3_client
 from shared.settings import Settings, load_settings
@@ -115,23 +114,12 @@ def settings_env(settings: Settings) -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="session")
 async def database(settings: Settings) -> AsyncIterator[str]:
     """A fresh, migrated database for this run; dropped afterwards. Yields its URL."""
-    from api_service.migrate import upgrade  # the API owns the schema
-
-    url = make_url(settings.database.url.get_secret_value())
-    server = create_async_engine(url.set(database=""), pool_pre_ping=True)
-    async with server.begin() as conn:
-        await conn.execute(
-            text(
-                f"CREATE DATABASE `{url.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-            )
-        )
+    url = settings.database.url.get_secret_value()
+    await create_database(url)
     try:
-        await asyncio.to_thread(upgrade, url.render_as_string(hide_password=False))
-        yield url.render_as_string(hide_password=False)
+        yield url
     finally:
-        async with server.begin() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS `{url.database}`"))
-        await server.dispose()
+        await drop_database(url)
 
 
 @pytest.fixture(scope="session")
@@ -144,11 +132,7 @@ async def bucket(settings: Settings) -> AsyncIterator[str]:
         try:
             yield settings.s3.bucket
         finally:
-            paginator = s3.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=settings.s3.bucket):
-                for obj in page.get("Contents", []):
-                    await s3.delete_object(Bucket=settings.s3.bucket, Key=obj["Key"])
-            await s3.delete_bucket(Bucket=settings.s3.bucket)
+            await delete_bucket(s3, settings.s3.bucket)
 
 
 @pytest.fixture(scope="session")

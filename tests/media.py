@@ -7,6 +7,17 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+FFMPEG_TIMEOUT = 120
+
+
+def ffmpeg(*args: str) -> None:
+    """Run ffmpeg quietly, overwriting its output; raises if it fails."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
+        check=True,
+        timeout=FFMPEG_TIMEOUT,
+    )
+
 
 def make_video(
     path: Path,
@@ -25,12 +36,6 @@ def make_video(
     ``rotate`` sets display-matrix rotation metadata (90, 180, 270) as phones do.
     """
     args = [
-        "ffmpeg",
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
         "-f",
         "lavfi",
         "-i",
@@ -46,7 +51,7 @@ def make_video(
         args += ["-preset", "ultrafast"]
     args += extra_output_args or []
     args.append(str(path))
-    subprocess.run(args, check=True, timeout=120)
+    ffmpeg(*args)
     if rotate is not None:
         _set_rotation(path, rotate)
     return path
@@ -55,25 +60,7 @@ def make_video(
 def _set_rotation(path: Path, rotate: int) -> None:
     # ffmpeg 5.x turns the "rotate" tag into a display matrix only on a stream copy.
     tmp = path.with_name(path.stem + ".rot" + path.suffix)
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            str(path),
-            "-c",
-            "copy",
-            "-metadata:s:v:0",
-            f"rotate={rotate}",
-            str(tmp),
-        ],
-        check=True,
-        timeout=120,
-    )
+    ffmpeg("-i", str(path), "-c", "copy", "-metadata:s:v:0", f"rotate={rotate}", str(tmp))
     tmp.replace(path)
 
 
@@ -91,7 +78,7 @@ def ffprobe(path_or_url: str | Path) -> dict[str, Any]:
         ],
         check=True,
         capture_output=True,
-        timeout=120,
+        timeout=FFMPEG_TIMEOUT,
     )
     result: dict[str, Any] = json.loads(out.stdout)
     return result

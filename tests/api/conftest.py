@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from yarl import URL
 
+from harness.broker import purge_queues
 from shared.s3 import s3_client
 from shared.settings import Settings
 from shared.topology import Topology
@@ -65,9 +66,7 @@ async def api(
     # No worker ran here: drop the jobs these tests queued so that a worker started by a
     # later package of the same run does not pick them up.
     channel = await amqp.channel()
-    for name in (declared_topology.cover_queue, declared_topology.transcode_queue):
-        queue = await channel.declare_queue(name, passive=True)
-        await queue.purge()
+    await purge_queues(channel, (declared_topology.cover_queue, declared_topology.transcode_queue))
     await channel.close()
 
 
@@ -117,5 +116,5 @@ async def job_tap(
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
     for kind in ("cover", "transcode"):
         await queue.bind(declared_topology.jobs_exchange, routing_key=kind)
-    yield JobTap(queue)
+    yield JobTap(channel, queue)
     await channel.close()

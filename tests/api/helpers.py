@@ -1,62 +1,38 @@
-"""Helpers of the API tests: the upload flow as a client runs it, events as the worker
-publishes them, and polling for eventual outcomes."""
+"""Helpers of the API tests: the upload flow as a client runs it (the harness's client on the
+app under test) and reading rows the API wrote."""
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import aio_pika
-from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.messages import AnyEvent
-from shared.messages import event_routing_key as routing_key_of
-from shared.topology import Topology
+from harness.client import curl_put
+from harness.polling import eventually
 from tests.api.support import Api, User
 
-T = TypeVar("T")
+UPLOAD_WITHIN = 120.0
 
 
 async def initiate(
     api: Api, user: User, file_name: str = "clip.mp4", **extra: Any
 ) -> dict[str, Any]:
-    resp = await api.client.post(
-        "/api/v1/videos/upload/initiate",
-        json={"file_name": file_name, **extra},
-        headers=user.headers,
-    )
-    assert resp.status == 201, await resp.text()
-    body: dict[str, Any] = await resp.json()
-    return body
-
-
-def curl_put(path: Path, url: str) -> None:
-    """Exactly what the README tells users to run."""
-    subprocess.run(
-        ["curl", "-sS", "--fail", "-T", str(path), url],
-        check=True,
-        timeout=60,
-        capture_output=True,
-    )
+    return await api.as_user(user).initiate(file_name, **extra)
 
 
 async def upload(path: Path, url: str) -> None:
-    await asyncio.to_thread(curl_put, path, url)
+    await curl_put(path, url, within=UPLOAD_WITHIN)
 
 
 async def complete(api: Api, user: User, video_id: int) -> tuple[int, dict[str, Any]]:
-    resp = await api.client.post(
-        "/api/v1/videos/upload/complete", json={"video_id": video_id}, headers=user.headers
+    """Status and body of complete, whatever the status (the tests check the 4xx ones)."""
+    status, body = await api.as_user(user).request(
+        "POST", "/api/v1/videos/upload/complete", json={"video_id": video_id}
     )
-    body: dict[str, Any] = await resp.json()
-    return resp.status, body
+    return status, body
 
 
 async def uploaded_video(api: Api, user: User, path: Path) -> int:
@@ -67,42 +43,6 @@ async def uploaded_video(api: Api, user: User, path: Path) -> int:
     assert status == 202, body
     video_id: int = init["video_id"]
     return video_id
-
-
-async def publish_event(
-    amqp: AbstractRobustConnection, topology: Topology, event: AnyEvent
-) -> None:
-    channel = await amqp.channel()
-    try:
-        exchange = await channel.get_exchange(topology.events_exchange)
-        await exchange.publish(
-            aio_pika.Message(
-                event.to_json(),
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                content_type="application/json",
-                message_id=str(event.job_id),
-            ),
-            routing_key=routing_key_of(event),
-        )
-    finally:
-        await channel.close()
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    accept: Callable[[T], bool],
-    within: float = 10.0,
-    interval: float = 0.1,
-) -> T:
-    """Poll ``probe`` until ``accept`` holds; fail with the last value seen."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
-        await asyncio.sleep(interval)
 
 
 async def row(db: AsyncEngine, sql: str, **params: Any) -> dict[str, Any] | None:

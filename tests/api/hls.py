@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.keys import master_playlist_key, processed_prefix, rendition_playlist_key
 from shared.messages import Rendition
+from tests.media import ffmpeg
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -19,41 +19,13 @@ LADDER = ((240, 320, 400_000), (120, 160, 150_000))
 def _encode(source: Path, out_dir: Path, height: int, width: int) -> None:
     rung = out_dir / f"hls_{height}p"
     rung.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            str(source),
-            "-vf",
-            f"scale={width}:{height}",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-f",
-            "hls",
-            "-hls_time",
-            "1",
-            "-hls_playlist_type",
-            "vod",
-            "-hls_segment_filename",
-            str(rung / f"{height}p_%05d.ts"),
-            str(rung / f"{height}p.m3u8"),
-        ],
-        check=True,
-        timeout=120,
-    )
+    ffmpeg(
+        "-i", str(source), "-vf", f"scale={width}:{height}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-b:a", "64k",
+        "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
+        "-hls_segment_filename", str(rung / f"{height}p_%05d.ts"),
+        str(rung / f"{height}p.m3u8"),
+    )  # fmt: skip
 
 
 def build_hls(source: Path, out_dir: Path) -> list[Rendition]:

@@ -7,27 +7,21 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aio_pika import DeliveryMode
-from aio_pika.abc import AbstractQueue
+from aio_pika import DeliveryMode, Message
+from aio_pika.abc import AbstractChannel, AbstractQueue
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from api_service.app import create_app
+from harness.broker import BARRIER_TYPE
+from harness.client import Account, ApiClient
+from harness.net import free_port
+from harness.polling import eventually
 from shared.settings import Settings
-from tests.api.proxy import free_port
 
-
-@dataclass
-class User:
-    id: int
-    email: str
-    password: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+# A registered, logged-in user of the API under test.
+User = Account
 
 
 @dataclass
@@ -37,18 +31,14 @@ class Api:
     app: web.Application
     base_url: str
 
-    async def register(self, **overrides: Any) -> User:
-        email = overrides.pop("email", f"u{uuid.uuid4().hex[:12]}@example.com")
-        password = overrides.pop("password", "correct horse battery")
-        body = {"nickname": "tester", "email": email, "password": password, **overrides}
-        resp = await self.client.post("/api/v1/users/register", json=body)
-        assert resp.status == 201, await resp.text()
-        user_id = (await resp.json())["id"]
-        resp = await self.client.post(
-            "/api/v1/users/login", json={"email": email, "password": password}
-        )
-        assert resp.status == 200, await resp.text()
-        return User(user_id, email, password, (await resp.json())["token"])
+    def as_user(self, user: User | None = None) -> ApiClient:
+        """The platform's HTTP client on this app, calling as ``user`` (anonymous if None)."""
+        client = ApiClient(self.client.session, self.base_url)
+        client.account = user
+        return client
+
+    async def register(self) -> User:
+        return await self.as_user().sign_up()
 
 
 def with_overrides(settings: Settings, **sections: dict[str, Any]) -> Settings:
@@ -81,15 +71,22 @@ class TappedJob:
 
 
 class JobTap:
-    def __init__(self, queue: AbstractQueue) -> None:
+    """A private queue bound like the job queues: sees a copy of every published job."""
+
+    def __init__(self, channel: AbstractChannel, queue: AbstractQueue) -> None:
+        self.channel = channel
         self.queue = queue
         self.seen: list[TappedJob] = []
+        self._barriers: set[str] = set()
 
     async def drain(self) -> list[TappedJob]:
         while True:
             message = await self.queue.get(no_ack=True, fail=False)
             if message is None:
                 return self.seen
+            if message.type == BARRIER_TYPE:
+                self._barriers.add(message.message_id or "")
+                continue
             self.seen.append(
                 TappedJob(
                     routing_key=message.routing_key or "",
@@ -103,3 +100,17 @@ class JobTap:
 
     async def for_video(self, video_id: int) -> list[TappedJob]:
         return [job for job in await self.drain() if job.body["video_id"] == video_id]
+
+    async def caught_up(self) -> None:
+        """Drain until a barrier sent now comes back: every job confirmed before this call
+        was queued ahead of it, so it has been seen."""
+        marker = str(uuid.uuid4())
+        await self.channel.default_exchange.publish(
+            Message(b"", type=BARRIER_TYPE, message_id=marker), routing_key=self.queue.name
+        )
+
+        async def barrier_back() -> bool:
+            await self.drain()
+            return marker in self._barriers
+
+        await eventually(barrier_back)

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from harness.broker import publish_event
+from harness.polling import eventually
 from shared.keys import cover_key, raw_prefix, video_prefixes
 from shared.messages import CoverReady, Rendition, TranscodeSucceeded
 from shared.topology import Topology
-from tests.api.helpers import eventually, issued_job, publish_event, rows, uploaded_video, video_row
+from tests.api.helpers import issued_job, rows, uploaded_video, video_row
 from tests.api.support import Api, User
 
 if TYPE_CHECKING:

@@ -11,6 +11,8 @@ import aiohttp
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from harness.broker import publish_event
+from harness.polling import eventually
 from shared.keys import cover_key, master_playlist_key, rendition_playlist_key
 from shared.messages import (
     CoverJob,
@@ -22,7 +24,7 @@ from shared.messages import (
     TranscodeSucceeded,
 )
 from shared.topology import HEADER_FAILURE_REASON, Topology
-from tests.api.helpers import eventually, issued_job, publish_event, rows, uploaded_video, video_row
+from tests.api.helpers import issued_job, rows, uploaded_video, video_row
 from tests.api.support import Api, User
 
 if TYPE_CHECKING:
@@ -269,7 +271,7 @@ async def test_dead_lettered_job_fails_video(
             await message.nack(requeue=True)
         return str(await _field(db, crashing, "status"))
 
-    await eventually(bounce, lambda s: s == "failed", within=20)
+    await eventually(bounce, lambda s: s == "failed")
     await channel.close()
     error = await _field(db, crashing, "error")
     assert error == (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api_service.context import OUTBOX_WAKE, TOPOLOGY
+from harness.polling import eventually
 from shared.messages import CoverJob
-from tests.api.helpers import eventually, rows, uploaded_video
+from tests.api.helpers import rows, uploaded_video
 from tests.api.proxy import TcpProxy
 from tests.api.support import Api, JobTap, User, start_api
 
@@ -41,22 +41,25 @@ async def test_jobs_wait_in_outbox_while_broker_down(
         pending = await eventually(
             lambda: _outbox(db, video_id),
             lambda r: len(r) == 2 and all(x["attempts"] >= 1 and x["last_error"] for x in r[:1]),
-            within=20,
         )
         assert all(r["sent_at"] is None for r in pending)
-        await asyncio.sleep(1.0)
-        assert all(r["sent_at"] is None for r in await _outbox(db, video_id))
+        # The relay tries again (and fails again) instead of giving up or losing the jobs.
+        tried = pending[0]["attempts"]
+        pending = await eventually(
+            lambda: _outbox(db, video_id), lambda r: r[0]["attempts"] > tried and r[0]["last_error"]
+        )
+        assert all(r["sent_at"] is None for r in pending)
         assert await job_tap.for_video(video_id) == []
         metrics = await (await api.client.get("/metrics")).text()
         assert "outbox_pending 2.0" in metrics
     finally:
         await broker_proxy.start()
 
-    jobs = await eventually(lambda: job_tap.for_video(video_id), lambda j: len(j) == 2, 30)
+    jobs = await eventually(lambda: job_tap.for_video(video_id), lambda j: len(j) == 2)
     assert sorted(j.routing_key for j in jobs) == ["cover", "transcode"]
     sent = await _outbox(db, video_id)
     assert all(r["sent_at"] is not None and r["last_error"] is None for r in sent)
-    await eventually(lambda: _ready_status(api), lambda s: s == 200, within=15)
+    await eventually(lambda: _ready_status(api), lambda s: s == 200)
 
 
 async def test_replicas_never_publish_a_row_twice(
@@ -95,8 +98,20 @@ async def test_replicas_never_publish_a_row_twice(
         async def seen() -> list[str]:
             return [t.message_id or "" for t in await job_tap.drain() if t.message_id in wanted]
 
-        published = await eventually(seen, lambda ids: len(set(ids)) == len(wanted), 20)
-        await asyncio.sleep(1.0)  # a duplicate would arrive by now
+        await eventually(seen, lambda ids: len(set(ids)) == len(wanted))
+        # Every row is marked sent only after its publish was confirmed: once all are, any
+        # duplicate publish is in the tap's queue ahead of the tap's own barrier.
+        await eventually(
+            lambda: rows(
+                db,
+                "SELECT id FROM outbox WHERE video_id >= :lo AND video_id < :hi"
+                " AND sent_at IS NULL",
+                lo=base,
+                hi=base + 1000,
+            ),
+            lambda unsent: unsent == [],
+        )
+        await job_tap.caught_up()
         published = await seen()
         assert sorted(published) == sorted(wanted)  # each exactly once
         sent = await rows(

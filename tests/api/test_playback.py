@@ -13,9 +13,11 @@ from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api_service.auth.tokens import issue_access_token, issue_playback_token
+from harness.broker import publish_event
+from harness.polling import eventually
 from shared.messages import TranscodeSucceeded
 from shared.topology import Topology
-from tests.api.helpers import eventually, issued_job, publish_event, uploaded_video, video_row
+from tests.api.helpers import issued_job, uploaded_video, video_row
 from tests.api.hls import upload_hls
 from tests.api.support import Api, User
 from tests.media import ffprobe

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from harness.polling import eventually
 from tests.api.helpers import (
     complete,
-    eventually,
     file_size,
     initiate,
     rows,
@@ -94,7 +94,7 @@ async def test_complete_queues_both_jobs_once(
     assert video["size"] == file_size(clip)
     assert video["etag"]
 
-    jobs = await eventually(lambda: job_tap.for_video(video_id), lambda j: len(j) == 2, 5)
+    jobs = await eventually(lambda: job_tap.for_video(video_id), lambda j: len(j) == 2)
     by_key = {job.routing_key: job for job in jobs}
     assert set(by_key) == {"cover", "transcode"}
     for kind, job in by_key.items():

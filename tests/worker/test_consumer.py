@@ -13,6 +13,9 @@ import pytest
 import structlog
 from aio_pika.abc import AbstractRobustConnection
 
+from harness.broker import EventListener, publish_job, wait_dead_letters
+from harness.metrics import metric_value
+from harness.storage import list_keys
 from shared import keys
 from shared.messages import (
     CoverJob,
@@ -24,18 +27,8 @@ from shared.messages import (
 )
 from shared.topology import HEADER_FAILURE_REASON, Topology
 from tests.media import make_video
-from tests.worker.conftest import (
-    EventListener,
-    Uploader,
-    WorkerFactory,
-    list_keys,
-    metric_value,
-    new_video_id,
-    publish_job,
-    uploaded_job,
-    wait_dead_letters,
-)
-from tests.worker.test_handlers import BAD_INPUTS
+from tests.worker.bad_inputs import BAD_INPUTS
+from tests.worker.support import Uploader, WorkerFactory, new_video_id, uploaded_job
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

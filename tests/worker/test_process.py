@@ -11,6 +11,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +19,19 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from harness.broker import EventListener, drain_queue, publish_job
+from harness.polling import eventually, wait_until
+from harness.processes import REPO_ROOT
 from shared.messages import TranscodeJob, TranscodeSucceeded
 from shared.settings import Settings
 from shared.topology import Topology, delete_topology
 from tests.media import make_video
-from tests.worker.conftest import (
-    EventListener,
-    Uploader,
-    publish_job,
-    uploaded_job,
-    wait_dead_letters,
-)
 from tests.worker.processes import pid_alive, pids_with_arg
+from tests.worker.support import Uploader, uploaded_job
 
-REPO = Path(__file__).resolve().parents[2]
 LogRecord = dict[str, Any]
+# Starting a worker process, or seeing what it logs, on a machine busy with other work.
+WAIT_WITHIN = 120.0
 
 
 class WorkerProcess:
@@ -51,7 +50,7 @@ class WorkerProcess:
             "-m",
             "transcode_service",
             env=env,
-            cwd=REPO,
+            cwd=REPO_ROOT,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -75,7 +74,7 @@ class WorkerProcess:
         return [r for r in self.logs if predicate(r)]
 
     async def wait_log(
-        self, predicate: Callable[[LogRecord], bool], within: float = 60
+        self, predicate: Callable[[LogRecord], bool], within: float = WAIT_WITHIN
     ) -> LogRecord:
         async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: bool(self.find(predicate)) or self._reader.done())
@@ -86,7 +85,7 @@ class WorkerProcess:
     def child_pids(self) -> list[int]:
         return [int(r["pid"]) for r in self.find(lambda r: r["event"] == "process started")]
 
-    async def wait(self, within: float = 60) -> int:
+    async def wait(self, within: float = WAIT_WITHIN) -> int:
         async with asyncio.timeout(within):
             code = await self.proc.wait()
             await self._reader
@@ -124,14 +123,6 @@ async def spawn(settings_env: dict[str, str]) -> AsyncIterator[Callable[..., Any
                 os.kill(pid, signal.SIGKILL)
 
 
-async def eventually(condition: Callable[[], bool], within: float = 15) -> None:
-    for _ in range(int(within / 0.1)):
-        if condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def ladder_started(record: LogRecord) -> bool:
     return bool(record["event"] == "ffmpeg ladder started")
 
@@ -161,18 +152,18 @@ async def test_kill_9_mid_transcode_is_redelivered_and_completed_once(
         # The real ffmpeg (inside bwrap it is not the pid the worker spawned), found by the
         # worker's own work directory in its arguments.
         workdir = str(settings.worker.work_dir / str(first.proc.pid))
-        await eventually(lambda: bool(pids_with_arg(workdir, program="ffmpeg")))
+        await wait_until(lambda: bool(pids_with_arg(workdir, program="ffmpeg")))
         ffmpeg = pids_with_arg(workdir, program="ffmpeg")
         await first.kill()  # SIGKILL: no clean-up at all
         # The death signal stops ffmpeg and everything between it and the worker at once
         # (no orphan keeps encoding, whatever it writes or not).
         spawned = first.child_pids()
-        await eventually(lambda: not any(pid_alive(pid) for pid in ffmpeg + spawned), within=5)
-        await eventually(lambda: not pids_with_arg(workdir), within=5)  # nor bwrap
+        await wait_until(lambda: not any(pid_alive(pid) for pid in ffmpeg + spawned))
+        await wait_until(lambda: not pids_with_arg(workdir))  # nor bwrap
         second = await spawn()
         done = await events.wait_for(job.job_id, ("transcode_succeeded", "transcode_failed"))
-        await second.wait_log(finished("succeeded"))
-        await asyncio.sleep(1)  # a duplicate would show up now
+        await second.wait_log(finished("succeeded"))  # logged after the ack
+        await events.caught_up()  # a duplicate would have been published before that
     assert isinstance(done, TranscodeSucceeded)
     assert len(events.of(job.job_id, "transcode_succeeded")) == 1
     assert not first.find(lambda r: r["event"] == "job finished")
@@ -194,7 +185,7 @@ async def test_sigterm_lets_a_running_job_finish(
         await worker.wait_log(ladder_started)
         worker.proc.send_signal(signal.SIGTERM)
         assert await worker.wait() == 0
-        done = await events.wait_for(job.job_id, ("transcode_succeeded",), within=5)
+        done = await events.wait_for(job.job_id, ("transcode_succeeded",))
     assert isinstance(done, TranscodeSucceeded)
     assert worker.find(finished("succeeded"))
     assert worker.find(lambda r: r["event"] == "worker stopped")
@@ -214,7 +205,7 @@ async def test_sigterm_after_grace_requeues_the_job(
         await publish_job(amqp, declared_topology, job)
         await worker.wait_log(ladder_started)
         worker.proc.send_signal(signal.SIGINT)
-        assert await worker.wait(within=20) == 0
+        assert await worker.wait() == 0
         assert worker.find(finished("interrupted"))
         assert not any(pid_alive(pid) for pid in worker.child_pids())  # ffmpeg stopped
         assert not (settings.worker.work_dir / str(worker.proc.pid)).exists()
@@ -246,7 +237,7 @@ async def test_two_workers_share_a_backlog(
         return [len(w.find(finished("succeeded"))) for w in workers]
 
     # The summary line is logged just after the ack, so it may trail the event.
-    await eventually(lambda: sum(per_worker()) == len(jobs))
+    await wait_until(lambda: sum(per_worker()) == len(jobs))
     assert all(n >= 1 for n in per_worker()), per_worker()
 
 
@@ -268,30 +259,26 @@ async def test_job_that_crashes_every_worker_is_dead_lettered(
         "VIDEO_WORKER__X264_PRESET": "slow",
     }
     job = await new_job(upload_source, tmp_path, duration=8)
+    dead: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def next_step(worker: WorkerProcess) -> str | None:
+        """Whichever happened: the job was dead-lettered, or this worker started it."""
+        for message in await drain_queue(amqp, topology.dead_letter_queue):
+            if json.loads(message.body).get("job_id") == str(job.job_id):
+                dead.append(message)
+        if dead:
+            return "dead-lettered"
+        return "started" if worker.find(ladder_started) else None
+
     try:
         crashes = 0
         worker = await spawn(**env)  # declares the topology
         await publish_job(amqp, topology, job)
-        dead: list[aio_pika.abc.AbstractIncomingMessage] = []
-        while not dead and crashes < 5:
-            try:
-                await worker.wait_log(ladder_started, within=10)
-            except (TimeoutError, AssertionError):
-                break  # no delivery any more: the broker dead-lettered it
+        while await eventually(partial(next_step, worker), interval=0.2) == "started":
             await worker.kill()  # "crashes" mid-job, every time
             crashes += 1
+            assert crashes <= 4, "the broker never dead-lettered the job"
             worker = await spawn(**env)
-            with contextlib.suppress(TimeoutError):
-                dead = await wait_dead_letters(
-                    amqp,
-                    topology,
-                    lambda m: json.loads(m.body).get("job_id") == str(job.job_id),
-                    within=1,
-                )
-        if not dead:
-            dead = await wait_dead_letters(
-                amqp, topology, lambda m: json.loads(m.body).get("job_id") == str(job.job_id)
-            )
         [message] = dead
         assert message.headers["x-death"][0]["reason"] == "delivery_limit"  # type: ignore[index,call-overload]
         assert 2 <= crashes <= 3
@@ -308,11 +295,11 @@ async def test_bad_setting_exits_2_with_one_line(settings_env: dict[str, str]) -
         "-m",
         "transcode_service",
         env={**settings_env, "VIDEO_WORKER__COVER_CONCURRENCY": "0"},
-        cwd=REPO,
+        cwd=REPO_ROOT,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    _, stderr = await asyncio.wait_for(proc.communicate(), WAIT_WITHIN)
     assert proc.returncode == 2
     lines = stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "worker.cover_concurrency" in lines[0]
