@@ -138,7 +138,7 @@ async def test_process_serves_and_shuts_down_gracefully(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        await wait_for_port(port)
+        await wait_for_port(port, within=START_WITHIN)
         async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
             assert resp.status == 200
             request_id = resp.headers["X-Request-ID"]
