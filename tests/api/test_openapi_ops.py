@@ -91,8 +91,8 @@ async def test_health_ready_metrics(api: Api) -> None:
     assert "# TYPE events_applied_total counter" in text
 
 
-def test_refuses_default_secret_outside_development(settings_env: dict[str, str]) -> None:
-    env = {**settings_env, "VIDEO_SERVER__ENVIRONMENT": "production"}
+def _start_api_failing(env: dict[str, str]) -> list[str]:
+    """Start the API process with ``env``; it must exit 2. Returns its stderr lines."""
     proc = subprocess.run(
         [sys.executable, "-m", "api_service.main"],
         env=env,
@@ -102,20 +102,15 @@ def test_refuses_default_secret_outside_development(settings_env: dict[str, str]
         timeout=START_WITHIN,
     )
     assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
+    return proc.stderr.strip().splitlines()
+
+
+def test_refuses_default_secret_outside_development(settings_env: dict[str, str]) -> None:
+    lines = _start_api_failing({**settings_env, "VIDEO_SERVER__ENVIRONMENT": "production"})
     assert len(lines) == 1 and "auth.jwt_secret" in lines[0]
 
-    env = {**settings_env, "VIDEO_SERVER__PORT": "not-a-port"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "api_service.main"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=START_WITHIN,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[0].startswith("invalid setting server.port")
+    lines = _start_api_failing({**settings_env, "VIDEO_SERVER__PORT": "not-a-port"})
+    assert lines[0].startswith("invalid setting server.port")
 
 
 async def test_process_serves_and_shuts_down_gracefully(

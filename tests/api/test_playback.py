@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import m3u8
+import pytest_asyncio
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 
-async def _online_video(
+@pytest_asyncio.fixture(loop_scope="session")
+async def online_video(
     api: Api,
     user: User,
     db: AsyncEngine,
@@ -34,13 +36,14 @@ async def _online_video(
     clip: Path,
     tmp_root: Path,
     amqp: AbstractRobustConnection,
-    topology: Topology,
+    declared_topology: Topology,
 ) -> dict[str, Any]:
+    """A video of ``user``, online with a real two-rung HLS ladder in the bucket."""
     video_id = await uploaded_video(api, user, clip)
     master_key, renditions = await upload_hls(s3, api.settings.s3.bucket, video_id, clip, tmp_root)
     await publish_event(
         amqp,
-        topology,
+        declared_topology,
         TranscodeSucceeded(
             video_id=video_id,
             job_id=await issued_job(db, video_id, "transcode"),
@@ -65,17 +68,9 @@ async def _online_video(
 
 
 async def test_hls_plays_with_signed_urls(
-    api: Api,
-    user: User,
-    db: AsyncEngine,
-    s3: S3Client,
-    clip: Path,
-    tmp_root: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    http: aiohttp.ClientSession,
+    api: Api, user: User, online_video: dict[str, Any], http: aiohttp.ClientSession
 ) -> None:
-    video = await _online_video(api, user, db, s3, clip, tmp_root, amqp, declared_topology)
+    video = online_video
     assert [s["quality"] for s in video["sources"]] == ["240p", "120p"]
 
     # A real HLS client: master → variants → every segment, all with short-lived signatures.
@@ -110,17 +105,9 @@ async def test_hls_plays_with_signed_urls(
 
 
 async def test_playback_token_checks(
-    api: Api,
-    user: User,
-    db: AsyncEngine,
-    s3: S3Client,
-    clip: Path,
-    tmp_root: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    http: aiohttp.ClientSession,
+    api: Api, user: User, online_video: dict[str, Any], http: aiohttp.ClientSession
 ) -> None:
-    video = await _online_video(api, user, db, s3, clip, tmp_root, amqp, declared_topology)
+    video = online_video
     base = f"/api/v1/videos/{video['id']}/hls"
     auth = api.settings.auth
     other = issue_playback_token(auth, video["id"] + 1000, 60).token

@@ -234,32 +234,28 @@ async def test_cover(
     assert (video["width"], video["height"]) == expected
 
 
+# 1 s of black, then 4 s of picture: the cover must not be black. With frequent keyframes
+# the cheap keyframe-only pass finds candidates; the black ones of the fade must still not
+# be chosen.
+@pytest.mark.parametrize(
+    ("fade_seconds", "extra_args"),
+    [(1.0, []), (1.5, ["-g", "12"])],
+    ids=["black_intro", "black_intro_frequent_keyframes"],
+)
 async def test_cover_skips_black_intro(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps,
+    upload_source: Uploader,
+    s3: S3Client,
+    bucket: str,
+    tmp_path: Path,
+    fade_seconds: float,
+    extra_args: list[str],
 ) -> None:
-    # 1 s of black, then 4 s of picture: the cover must not be black.
     source = make_video(
         tmp_path / "in.mp4",
         duration=5,
         audio=False,
-        extra_output_args=["-vf", "fade=in:st=0:d=1.0:color=black"],
-    )
-    job = await uploaded_job(CoverJob, upload_source, source)
-    await handle_cover(job, deps)
-    out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
-    assert mean_luma(out / "cover.jpg") > 40
-
-
-async def test_cover_from_keyframes_skips_black_intro(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
-) -> None:
-    # Frequent keyframes, so the cheap keyframe-only pass finds candidates; the black ones of
-    # the fade must still not be chosen.
-    source = make_video(
-        tmp_path / "in.mp4",
-        duration=5,
-        audio=False,
-        extra_output_args=["-vf", "fade=in:st=0:d=1.5:color=black", "-g", "12"],
+        extra_output_args=["-vf", f"fade=in:st=0:d={fade_seconds}:color=black", *extra_args],
     )
     job = await uploaded_job(CoverJob, upload_source, source)
     await handle_cover(job, deps)
