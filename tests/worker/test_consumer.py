@@ -181,7 +181,7 @@ async def test_transient_failures_retried_then_dead_lettered(
     )
     async with EventListener(amqp, declared_topology) as events:
         await publish_job(amqp, declared_topology, job)
-        event = await events.wait_for(job.job_id, ("transcode_failed", "cover_ready"), within=90)
+        event = await events.wait_for(job.job_id, ("transcode_failed", "cover_ready"))
     assert isinstance(event, TranscodeFailed)
     assert not event.permanent and event.job_kind == "cover"
     assert "gave up after 3 attempts" in event.reason
