@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from harness.client import curl_put
 from harness.polling import eventually
+from shared.keys import master_playlist_key, rendition_playlist_key
+from shared.messages import Rendition, TranscodeSucceeded
 from tests.api.support import Api, User
 
 UPLOAD_WITHIN = 120.0
@@ -59,6 +61,40 @@ async def rows(db: AsyncEngine, sql: str, **params: Any) -> list[dict[str, Any]]
 
 async def video_row(db: AsyncEngine, video_id: int) -> dict[str, Any] | None:
     return await row(db, "SELECT * FROM videos WHERE id = :id", id=video_id)
+
+
+def succeeded(
+    video_id: int,
+    job_id: uuid.UUID | None = None,
+    *,
+    heights: tuple[int, ...] = (240, 120),
+    master_key: str | None = None,
+    renditions: list[Rendition] | None = None,
+    duration: float = 2.0,
+    source_size: int = 1234,
+) -> TranscodeSucceeded:
+    """The worker's success event for a 320x240 source; by default one rendition per
+    height at the keys the worker writes."""
+    return TranscodeSucceeded(
+        video_id=video_id,
+        job_id=job_id or uuid.uuid4(),
+        master_key=master_key or master_playlist_key(video_id),
+        renditions=renditions
+        or [
+            Rendition(
+                quality=f"{h}p",
+                width=h * 4 // 3,
+                height=h,
+                bandwidth=h * 1000,
+                playlist_key=rendition_playlist_key(video_id, h),
+            )
+            for h in heights
+        ],
+        duration=duration,
+        width=320,
+        height=240,
+        source_size=source_size,
+    )
 
 
 def file_size(path: Path) -> int:

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from harness.broker import publish_event
 from harness.polling import eventually
 from shared.keys import cover_key, raw_prefix, video_prefixes
-from shared.messages import CoverReady, Rendition, TranscodeSucceeded
+from shared.messages import CoverReady
 from shared.topology import Topology
-from tests.api.helpers import issued_job, rows, uploaded_video, video_row
+from tests.api.helpers import issued_job, rows, succeeded, uploaded_video, video_row
 from tests.api.support import Api, User
 
 if TYPE_CHECKING:
@@ -45,22 +45,11 @@ async def test_delete_removes_objects_and_rows(
     await publish_event(
         amqp,
         declared_topology,
-        TranscodeSucceeded(
-            video_id=video_id,
-            job_id=await issued_job(db, video_id, "transcode"),
-            master_key=prefix + "master.m3u8",
-            renditions=[
-                Rendition(
-                    quality="240p",
-                    width=320,
-                    height=240,
-                    bandwidth=1,
-                    playlist_key=prefix + "hls_240p/240p.m3u8",
-                )
-            ],
+        succeeded(
+            video_id,
+            await issued_job(db, video_id, "transcode"),
+            heights=(240,),
             duration=1,
-            width=320,
-            height=240,
             source_size=1,
         ),
     )

@@ -13,18 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from harness.broker import publish_event
 from harness.polling import eventually
-from shared.keys import cover_key, master_playlist_key, rendition_playlist_key
+from shared.keys import cover_key, master_playlist_key
 from shared.messages import (
     CoverJob,
     CoverReady,
-    Rendition,
     TranscodeFailed,
     TranscodeJob,
     TranscodeProgress,
-    TranscodeSucceeded,
 )
 from shared.topology import HEADER_FAILURE_REASON, Topology
-from tests.api.helpers import issued_job, rows, uploaded_video, video_row
+from tests.api.helpers import issued_job, rows, succeeded, uploaded_video, video_row
 from tests.api.support import Api, User
 
 if TYPE_CHECKING:
@@ -32,28 +30,6 @@ if TYPE_CHECKING:
 
 
 IGNORED_SUCCESS = 'events_applied_total{outcome="ignored",type="transcode_succeeded"}'
-
-
-def succeeded(video_id: int, job_id: uuid.UUID | None = None) -> TranscodeSucceeded:
-    return TranscodeSucceeded(
-        video_id=video_id,
-        job_id=job_id or uuid.uuid4(),
-        master_key=master_playlist_key(video_id),
-        renditions=[
-            Rendition(
-                quality=f"{h}p",
-                width=h * 4 // 3,
-                height=h,
-                bandwidth=h * 1000,
-                playlist_key=rendition_playlist_key(video_id, h),
-            )
-            for h in (240, 120)
-        ],
-        duration=2.0,
-        width=320,
-        height=240,
-        source_size=1234,
-    )
 
 
 async def _field(db: AsyncEngine, video_id: int, name: str) -> Any:

@@ -16,9 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api_service.auth.tokens import issue_access_token, issue_playback_token
 from harness.broker import publish_event
 from harness.polling import eventually
-from shared.messages import TranscodeSucceeded
 from shared.topology import Topology
-from tests.api.helpers import issued_job, uploaded_video, video_row
+from tests.api.helpers import issued_job, succeeded, uploaded_video, video_row
 from tests.api.hls import upload_hls
 from tests.api.support import Api, User
 from tests.media import ffprobe
@@ -44,14 +43,11 @@ async def online_video(
     await publish_event(
         amqp,
         declared_topology,
-        TranscodeSucceeded(
-            video_id=video_id,
-            job_id=await issued_job(db, video_id, "transcode"),
+        succeeded(
+            video_id,
+            await issued_job(db, video_id, "transcode"),
             master_key=master_key,
             renditions=renditions,
-            duration=2.0,
-            width=320,
-            height=240,
             source_size=1,
         ),
     )
