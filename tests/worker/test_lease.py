@@ -6,7 +6,9 @@ test (read when a channel opens) and restored afterwards."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,19 +51,33 @@ def _rabbit_env(key: str, value: str | None = None) -> str:
     return result.stdout.strip()
 
 
+# The broker-wide settings this test lowers, with the values it sets and RabbitMQ's defaults.
+SHORT_TIMEOUTS = {
+    "consumer_timeout": ("2000", "1800000"),
+    "channel_tick_interval": ("500", "60000"),
+}
+# RabbitMQ 3.10 has no per-queue consumer timeout, so the test changes the broker's. Suites
+# running at the same time on one broker take turns through this lock, so that one never
+# saves another's lowered value as "the value before" and leaves it behind.
+BROKER_SETTINGS_LOCK = Path(tempfile.gettempdir()) / "video-platform-rabbit-timeouts.lock"
+
+
 @pytest.fixture
 def short_consumer_timeout() -> Iterator[None]:
-    before = {k: _rabbit_env(k) for k in ("consumer_timeout", "channel_tick_interval")}
-    try:
-        _rabbit_env("consumer_timeout", "2000")
-        # The timeout is checked on the channel's tick (60 s by default).
-        _rabbit_env("channel_tick_interval", "500")
-        yield
-    finally:
-        for key, default in (("consumer_timeout", "1800000"), ("channel_tick_interval", "60000")):
-            old = before[key]
-            value = old[len("{ok,") : -1] if old.startswith("{ok,") else default
-            _rabbit_env(key, value)
+    with BROKER_SETTINGS_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = {key: _rabbit_env(key) for key in SHORT_TIMEOUTS}
+        try:
+            for key, (short, _) in SHORT_TIMEOUTS.items():
+                # The timeout is checked on the channel's tick (60 s by default).
+                _rabbit_env(key, short)
+            yield
+        finally:
+            for key, (short, default) in SHORT_TIMEOUTS.items():
+                old = before[key]
+                value = old[len("{ok,") : -1] if old.startswith("{ok,") else default
+                # A short value seen before we set ours was left by a run without this lock.
+                _rabbit_env(key, default if value == short else value)
 
 
 async def test_long_job_is_not_processed_twice_after_consumer_timeout(
