@@ -1,8 +1,8 @@
 """The seed flow through the API and worker containers (``make test-containers``).
 
-register -> login -> initiate -> PUT to the presigned URL -> complete -> cover -> transcoding
--> (``--on-transcoding`` runs: scripts/containers.sh stops the busy worker, starts another)
--> online -> the playback URL plays (ffprobe follows master -> variant -> segments).
+register -> login -> initiate -> ``curl -T`` to the presigned URL -> complete -> cover
+-> transcoding -> (``--on-transcoding`` runs: scripts/containers.sh stops the busy worker,
+starts another) -> online -> the playback URL plays (ffprobe follows master -> variant -> segments).
 
 Exits non-zero with one line saying what went wrong; prints one line per step otherwise.
 """
@@ -15,12 +15,13 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from harness.client import ApiClient
+from harness.errors import HarnessError
 
 POLL_INTERVAL = 0.5
 
@@ -44,65 +45,34 @@ def make_clip(path: Path, seconds: int) -> None:
     )  # fmt: skip
 
 
-async def call(
-    session: aiohttp.ClientSession, method: str, url: str, *, expect: int, **kwargs: Any
+async def flow(
+    api: str, clip: Path, size: int, on_transcoding: str | None, limit: float
 ) -> dict[str, Any]:
-    async with session.request(method, url, **kwargs) as response:
-        body = await response.json(content_type=None)
-        if response.status != expect:
-            raise FlowError(f"{method} {url} -> {response.status}: {json.dumps(body)}")
-        result: dict[str, Any] = body
-        return result
-
-
-async def flow(api: str, clip: bytes, on_transcoding: str | None, limit: float) -> dict[str, Any]:
     """Drive one video to a final state; returns the video as the API shows it."""
-    email = f"ctr-{uuid.uuid4().hex[:8]}@example.com"
-    deadline = time.monotonic() + limit
     async with aiohttp.ClientSession() as session:
-        await call(
-            session, "POST", f"{api}/api/v1/users/register", expect=201,
-            json={"nickname": "ctr", "email": email, "password": "container-flow-123"},
-        )  # fmt: skip
-        login = await call(
-            session, "POST", f"{api}/api/v1/users/login", expect=200,
-            json={"email": email, "password": "container-flow-123"},
-        )  # fmt: skip
-        headers = {"Authorization": f"Bearer {login['token']}"}
+        client = ApiClient(session, api)
+        await client.sign_up("ctr")
         print("flow: registered and logged in")
-        initiated = await call(
-            session, "POST", f"{api}/api/v1/videos/upload/initiate", expect=201,
-            headers=headers, json={"file_name": "flow.mp4", "size": len(clip)},
-        )  # fmt: skip
-        video_id = int(initiated["video_id"])
-        async with session.put(initiated["upload_url"], data=clip) as put:
-            if put.status != 200:
-                raise FlowError(f"upload PUT -> {put.status}: {await put.text()}")
-        await call(
-            session, "POST", f"{api}/api/v1/videos/upload/complete", expect=202,
-            headers=headers, json={"video_id": video_id},
-        )  # fmt: skip
+        video_id = await client.upload(clip, size=size)
+        await client.complete(video_id)
         print(f"flow: video {video_id} uploaded and completed")
 
         hook_ran = on_transcoding is None
         seen_cover = False
-        while True:
-            video = await call(
-                session, "GET", f"{api}/api/v1/videos/{video_id}", expect=200, headers=headers
-            )
+
+        def watch(video: dict[str, Any]) -> None:
+            nonlocal hook_ran, seen_cover
             if video.get("cover_url") and not seen_cover:
                 seen_cover = True
                 print(f"flow: cover ready ({video['status']})")
-            if video["status"] in ("online", "failed"):
-                break
             if not hook_ran and video["status"] == "transcoding" and (video["progress"] or 0) > 0:
                 print(f"flow: transcoding at {video['progress']:.0f} %, running the hook")
                 assert on_transcoding is not None
-                await asyncio.to_thread(subprocess.run, ["bash", "-c", on_transcoding], check=True)
+                # Blocking on purpose: polling resumes once the hook has swapped the workers.
+                subprocess.run(["bash", "-c", on_transcoding], check=True)
                 hook_ran = True
-            if time.monotonic() > deadline:
-                raise FlowError(f"video {video_id} still {video['status']} after {limit:.0f} s")
-            await asyncio.sleep(POLL_INTERVAL)
+
+        video = await client.wait_final(video_id, limit, POLL_INTERVAL, on_poll=watch)
     if video["status"] != "online":
         raise FlowError(f"video {video_id} failed: {video.get('error')}")
     if not hook_ran:
@@ -138,10 +108,16 @@ def main() -> None:
             clip = Path(tmp) / "flow.mp4"
             make_clip(clip, args.seconds)
             video = asyncio.run(
-                flow(args.api.rstrip("/"), clip.read_bytes(), args.on_transcoding, args.timeout)
+                flow(
+                    args.api.rstrip("/"),
+                    clip,
+                    clip.stat().st_size,
+                    args.on_transcoding,
+                    args.timeout,
+                )
             )
         check_playback(video)
-    except (FlowError, aiohttp.ClientError, subprocess.CalledProcessError) as exc:
+    except (FlowError, HarnessError, aiohttp.ClientError, subprocess.CalledProcessError) as exc:
         print(f"flow failed: {exc}", file=sys.stderr)
         sys.exit(1)
 

@@ -110,7 +110,6 @@ async def test_complete_queues_both_jobs_once(
     outbox = await eventually(
         lambda: rows(db, "SELECT * FROM outbox WHERE video_id = :id", id=video_id),
         lambda found: len(found) == 2 and all(r["sent_at"] is not None for r in found),
-        5,
     )
     assert len(outbox) == 2
 
