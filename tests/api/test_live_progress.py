@@ -17,12 +17,13 @@ from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api_service.auth.tokens import issue_events_token, issue_playback_token
+from harness.broker import publish_event
+from harness.polling import eventually
 from shared.keys import cover_key
 from shared.messages import CoverReady, TranscodeFailed, TranscodeProgress
 from shared.topology import Topology
-from tests.api.helpers import eventually, issued_job, publish_event, uploaded_video
+from tests.api.helpers import issued_job, succeeded, uploaded_video
 from tests.api.support import Api, User, start_api, with_overrides
-from tests.api.test_events import succeeded
 from tests.sse import SseStream
 
 if TYPE_CHECKING:

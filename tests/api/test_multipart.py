@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from harness.polling import eventually
 from tests.api import multipart as mp
-from tests.api.helpers import eventually, initiate, rows, video_row
+from tests.api.helpers import initiate, rows, video_row
 from tests.api.support import Api, JobTap, User, start_api, with_overrides
 
 if TYPE_CHECKING:

@@ -19,11 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
 from api_service.webhooks.addresses import ReceiverRefused, check_receiver
+from harness.broker import publish_event
+from harness.net import free_port
+from harness.polling import eventually
 from shared.keys import master_playlist_key, rendition_playlist_key
 from shared.messages import Rendition, TranscodeFailed, TranscodeSucceeded
 from shared.topology import Topology
-from tests.api.helpers import eventually, issued_job, publish_event, uploaded_video
-from tests.api.proxy import free_port
+from tests.api.helpers import issued_job, uploaded_video
 from tests.api.support import Api, User, start_api, with_overrides
 
 

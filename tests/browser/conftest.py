@@ -18,7 +18,8 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
 # The platform of tests/e2e, started again for this package (package-scoped fixtures).
-from tests.e2e.conftest import Platform, client, free_port, platform
+from harness.net import free_port
+from tests.e2e.conftest import Platform, client, platform
 
 __all__ = ["client", "platform"]
 

@@ -10,21 +10,24 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
-from tests.e2e.conftest import Client, Platform
+from harness.client import ApiClient
+from tests.e2e.conftest import Platform
 from tests.media import make_video
 
 # Generous: two cores shared with the worker's ffmpeg and other test runs.
 WITHIN_MS = 120_000
 
 
-async def _online(client: Client, path: Path) -> dict[str, Any]:
-    video = await client.wait_final(await client.upload(path))
+async def _online(client: ApiClient, path: Path) -> dict[str, Any]:
+    video_id = await client.upload(path)
+    await client.complete(video_id)
+    video = await client.wait_final(video_id)
     assert video["status"] == "online", video.get("error")
     return video
 
 
 async def test_a_page_on_another_origin_plays_playback_url_with_hlsjs(
-    client: Client, page: Page, other_origin: str, tmp_path: Path
+    client: ApiClient, page: Page, other_origin: str, tmp_path: Path
 ) -> None:
     clip = await asyncio.to_thread(
         make_video, tmp_path / "cross.mp4", width=640, height=360, duration=6
@@ -46,10 +49,11 @@ async def test_a_page_on_another_origin_plays_playback_url_with_hlsjs(
 
 
 async def test_an_event_source_on_another_origin_receives_the_final_online_event(
-    client: Client, page: Page, other_origin: str, tmp_path: Path
+    client: ApiClient, page: Page, other_origin: str, tmp_path: Path
 ) -> None:
     clip = await asyncio.to_thread(make_video, tmp_path / "live.mp4", duration=2)
     video_id = await client.upload(clip)
+    await client.complete(video_id)
     video = await client.call("GET", f"/api/v1/videos/{video_id}", 200)
     await page.goto(f"{other_origin}/events.html")
     await page.evaluate("url => window.follow(url)", video["events_url"])
@@ -61,7 +65,7 @@ async def test_an_event_source_on_another_origin_receives_the_final_online_event
     final = received[-1]
     assert final["event"] == "online", received
     assert final["id"] == "online"
-    assert final["data"]["playback_url"].startswith(f"{client.api}/api/v1/videos/{video_id}/")
+    assert final["data"]["playback_url"].startswith(f"{client.base_url}/api/v1/videos/{video_id}/")
     assert final["data"]["cover_url"]
     assert not [e for e in received if e["event"] == "error"], received
 

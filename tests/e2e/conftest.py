@@ -23,9 +23,9 @@ START_WITHIN = 120.0
 
 @dataclass
 class Platform:
-    api: Service
-    worker: Service
-    base_url: str
+    api: str  # the API's base URL
+    api_service: Service
+    worker_service: Service
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
@@ -59,7 +59,7 @@ async def platform(
         worker.start()
         await api.wait_ready(START_WITHIN)
         await worker.wait_ready(START_WITHIN)
-        yield Platform(api, worker, base_url)
+        yield Platform(base_url, api, worker)
     finally:
         await worker.stop()
         await api.stop()
@@ -72,6 +72,6 @@ async def platform(
 async def client(platform: Platform) -> AsyncIterator[ApiClient]:
     """A newly signed-up user of the platform."""
     async with aiohttp.ClientSession() as session:
-        user = ApiClient(session, platform.base_url)
+        user = ApiClient(session, platform.api)
         await user.sign_up("e2e")
         yield user

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from harness.broker import EventListener, publish_job
 from shared.messages import (
     CoverJob,
     TranscodeFailed,
@@ -37,14 +38,7 @@ from tests.media import (
     make_still_podcast,
     make_video,
 )
-from tests.worker.conftest import (
-    EventListener,
-    Uploader,
-    WorkerFactory,
-    new_video_id,
-    publish_job,
-    uploaded_job,
-)
+from tests.worker.support import Uploader, WorkerFactory, new_video_id, uploaded_job
 from tests.worker.test_handlers import check_outputs, with_rungs
 from transcode_service.budget import BudgetExceeded, Watchdog, run_watched
 from transcode_service.errors import PermanentError

@@ -11,7 +11,7 @@ import pytest
 
 from shared.messages import CoverJob
 from tests.media import make_video
-from tests.worker.conftest import Uploader, new_video_id
+from tests.worker.support import Uploader, new_video_id
 from transcode_service.errors import PermanentError
 from transcode_service.handlers import Deps, handle_cover
 
