@@ -30,6 +30,7 @@ NOT_YET_MIGRATED = {
     "tests/browser/test_browser.py: tests.e2e.conftest",
     "tests/e2e/test_cli.py: tests.e2e.conftest",
     "tests/worker/test_real_content.py: tests.worker.test_handlers",
+    "tests/worker/test_content_units.py: tests.worker.test_units",
 }
 
 
