@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from harness.broker import publish_event
+from harness.polling import eventually
 from shared.keys import master_playlist_key, processed_prefix, rendition_playlist_key
 from shared.messages import Rendition, TranscodeSucceeded
 from shared.topology import Topology
 from tests.api.helpers import (
     complete,
-    eventually,
     initiate,
     issued_job,
-    publish_event,
     upload,
     video_row,
 )

@@ -8,10 +8,12 @@ from pathlib import Path
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from harness.broker import publish_event
+from harness.polling import eventually
 from shared.keys import master_playlist_key, rendition_playlist_key
 from shared.messages import Rendition, TranscodeFailed, TranscodeSucceeded
 from shared.topology import Topology
-from tests.api.helpers import eventually, issued_job, publish_event, uploaded_video, video_row
+from tests.api.helpers import issued_job, uploaded_video, video_row
 from tests.api.support import Api, User
 
 UNKNOWN = 'events_applied_total{outcome="unknown_job",type="%s"}'

@@ -1,5 +1,6 @@
 """Browser tests: Debian's Chromium driven by Playwright, against the platform as real
-processes (the API and a worker from tests/e2e) and a second web server on another origin.
+processes (the API and a worker, tests/platform_fixtures.py) and a second web server on
+another origin.
 
 Playwright's own browser download is not used: ``make web`` installs the ``chromium`` apt
 package (scripts/browser-deps.sh) and hls.js (npm). A failing test leaves a screenshot of its
@@ -17,9 +18,10 @@ import pytest_asyncio
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
-# The platform of tests/e2e, started again for this package (package-scoped fixtures).
 from harness.net import free_port
-from tests.e2e.conftest import Platform, client, platform
+
+# The platform the e2e tests use, started again for this package (package-scoped fixtures).
+from tests.platform_fixtures import Platform, client, platform
 
 __all__ = ["client", "platform"]
 

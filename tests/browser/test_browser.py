@@ -11,8 +11,8 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from harness.client import ApiClient
-from tests.e2e.conftest import Platform
 from tests.media import make_video
+from tests.platform_fixtures import Platform
 
 # Generous: two cores shared with the worker's ffmpeg and other test runs.
 WITHIN_MS = 120_000

@@ -1,77 +1,8 @@
-"""The whole platform as separate processes: the API (``video-api``) and a worker
-(``python -m transcode_service``), on this run's isolated database, bucket and queues."""
+"""Fixtures of the end-to-end tests: the platform as real processes and a signed-up client
+(defined in tests/platform_fixtures.py, shared with the browser tests)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
+from tests.platform_fixtures import client, platform
 
-import aiohttp
-import pytest_asyncio
-from aio_pika.abc import AbstractRobustConnection
-
-from harness.broker import purge_queues
-from harness.client import ApiClient
-from harness.net import free_port
-from harness.processes import Service, api_command, worker_command
-from shared.topology import Topology
-
-# Importing the whole app on a machine busy with other work can take long.
-START_WITHIN = 120.0
-
-
-@dataclass
-class Platform:
-    api: str  # the API's base URL
-    api_service: Service
-    worker_service: Service
-
-
-@pytest_asyncio.fixture(scope="package", loop_scope="session")
-async def platform(
-    database: str,
-    bucket: str,
-    declared_topology: Topology,
-    amqp: AbstractRobustConnection,
-    settings_env: dict[str, str],
-    tmp_root: Path,
-) -> AsyncIterator[Platform]:
-    """Started for this package only, so its processes never consume the queues that later
-    test packages use; whatever it left queued is purged when it stops."""
-    api_port, health_port = free_port(), free_port()
-    base_url = f"http://127.0.0.1:{api_port}"
-    env = {
-        **settings_env,
-        "VIDEO_SERVER__PORT": str(api_port),
-        "VIDEO_SERVER__PUBLIC_BASE_URL": base_url,
-        "VIDEO_WORKER__HEALTH_PORT": str(health_port),
-        # Small rungs keep the suite fast; the default ladder is covered by worker tests.
-        "VIDEO_WORKER__RUNGS": "[360, 240]",
-        "VIDEO_LOGGING__JSON_OUTPUT": "true",
-    }
-    logs = tmp_root / "e2e-logs"
-    logs.mkdir(exist_ok=True)
-    api = Service("api", api_command(), env, api_port, logs / "api.log")
-    worker = Service("worker", worker_command(), env, health_port, logs / "worker.log")
-    try:
-        api.start()
-        worker.start()
-        await api.wait_ready(START_WITHIN)
-        await worker.wait_ready(START_WITHIN)
-        yield Platform(base_url, api, worker)
-    finally:
-        await worker.stop()
-        await api.stop()
-        channel = await amqp.channel()
-        await purge_queues(channel, declared_topology.all_queues())
-        await channel.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def client(platform: Platform) -> AsyncIterator[ApiClient]:
-    """A newly signed-up user of the platform."""
-    async with aiohttp.ClientSession() as session:
-        user = ApiClient(session, platform.api)
-        await user.sign_up("e2e")
-        yield user
+__all__ = ["client", "platform"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest_asyncio
 
-from tests.e2e.conftest import Platform
+from tests.platform_fixtures import Platform
 
 CLI = str(Path(sys.executable).with_name("video-cli"))
 MIB = 1024 * 1024

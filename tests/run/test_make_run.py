@@ -14,16 +14,18 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from harness.client import ApiClient
+from harness.net import free_port
+from harness.polling import eventually, wait_until
 from shared.settings import Settings
 from shared.topology import Topology
-from tests.e2e.conftest import Client, free_port
 from tests.media import make_video
 from tests.worker.processes import pid_alive, pids_with_arg
 
@@ -109,13 +111,6 @@ async def wait_until_answering(url: str, run: MakeRun, within: float = 180) -> N
             await asyncio.sleep(0.2)
 
 
-async def eventually(condition: Callable[[], bool], within: float) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
-
-
 async def test_ctrl_c_during_a_transcode_stops_everything_and_requeues_the_job(
     make_run: tuple[MakeRun, str],
     settings: Settings,
@@ -128,14 +123,15 @@ async def test_ctrl_c_during_a_transcode_stops_everything_and_requeues_the_job(
     work_dir = f"{settings.worker.work_dir}/"
     source = make_video(tmp_path / "clip.mp4", width=640, height=360, duration=20)
     async with aiohttp.ClientSession() as session:
-        user = Client(session, api)
+        user = ApiClient(session, api)
         await user.sign_up()
         video_id = await user.upload(source)
+        await user.complete(video_id)
 
     def ladder_running() -> list[int]:
         return pids_with_arg(work_dir, "/transcode-", program="ffmpeg")
 
-    await eventually(lambda: bool(ladder_running()), within=120)
+    await wait_until(lambda: bool(ladder_running()), within=120)
     ffmpeg = ladder_running()
     services = run.service_pids()
     assert set(services) == {"api", "worker"}, run.output()[-3000:]
@@ -146,21 +142,16 @@ async def test_ctrl_c_during_a_transcode_stops_everything_and_requeues_the_job(
     # The worker handed the job back and exited on its own, before honcho's SIGKILL.
     assert "sending SIGKILL" not in output, output[-3000:]
     assert "jobs interrupted by shutdown" in output and "worker stopped" in output
-    await eventually(
-        lambda: not any(pid_alive(pid) for pid in [*ffmpeg, *services.values()]), within=5
-    )
+    await wait_until(lambda: not any(pid_alive(pid) for pid in [*ffmpeg, *services.values()]))
     assert not pids_with_arg(work_dir)  # nor bwrap or anything else of a job
 
     # Back in the transcode queue, ready for the next worker.
     channel = await amqp.channel()
     try:
         queue = await channel.get_queue(declared_topology.transcode_queue)
-        message = None
-        for _ in range(50):
-            message = await queue.get(no_ack=False, fail=False)
-            if message is not None:
-                break
-            await asyncio.sleep(0.1)
+        message = await eventually(
+            lambda: queue.get(no_ack=False, fail=False), lambda m: m is not None
+        )
         assert message is not None, "the interrupted job is not back in its queue"
         assert json.loads(message.body)["video_id"] == video_id
         await message.ack()

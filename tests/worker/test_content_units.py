@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import WorkerSettings
-from tests.worker.test_units import info, probed
+from tests.worker.media_infos import info, probed
 from transcode_service.budget import Watchdog, cpu_budget
 from transcode_service.errors import PermanentError
 from transcode_service.ffmpeg import Progress

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import m3u8
 import pytest
@@ -16,16 +16,13 @@ from shared import keys
 from shared.messages import CoverJob, TranscodeJob, TranscodeSucceeded
 from tests.media import ffprobe, make_video
 from tests.worker.bad_inputs import BAD_INPUTS
-from tests.worker.support import Uploader, download_tree, new_video_id, uploaded_job
+from tests.worker.outputs import check_outputs, fetch_outputs, video_stream, with_rungs
+from tests.worker.support import Uploader, new_video_id, uploaded_job
 from transcode_service.errors import PermanentError
 from transcode_service.handlers import Deps, JobTimings, handle_cover, handle_transcode
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
-
-
-def with_rungs(deps: Deps, rungs: list[int]) -> Deps:
-    return dataclasses.replace(deps, settings=deps.settings.model_copy(update={"rungs": rungs}))
 
 
 async def transcode(deps: Deps, upload_source: Uploader, source: Path) -> TranscodeSucceeded:
@@ -40,44 +37,6 @@ async def transcode(deps: Deps, upload_source: Uploader, source: Path) -> Transc
     assert event.master_key == keys.master_playlist_key(job.video_id)
     assert percents and all(0 <= p <= 100 for p in percents)
     return event
-
-
-async def fetch_outputs(s3: S3Client, bucket: str, video_id: int, dest: Path) -> Path:
-    return await download_tree(s3, bucket, keys.processed_prefix(video_id), dest)
-
-
-def video_stream(info: dict[str, Any]) -> dict[str, Any]:
-    return next(s for s in info["streams"] if s["codec_type"] == "video")
-
-
-async def check_outputs(
-    s3: S3Client, bucket: str, event: TranscodeSucceeded, tmp_path: Path, *, audio: bool
-) -> Path:
-    """Master playlist parsed; every variant and segment present; sizes as announced."""
-    out = await fetch_outputs(s3, bucket, event.video_id, tmp_path / "out")
-    master = m3u8.load(str(out / "master.m3u8"))
-    assert master.is_variant
-    assert [p.uri for p in master.playlists] == [
-        f"hls_{r.quality}/{r.quality}.m3u8" for r in event.renditions
-    ]
-    for playlist, rendition in zip(master.playlists, event.renditions, strict=True):
-        info = playlist.stream_info
-        assert info.resolution == (rendition.width, rendition.height)
-        assert info.bandwidth == rendition.bandwidth
-        assert ("mp4a.40.2" in info.codecs) == audio
-        assert rendition.playlist_key == f"processed/{event.video_id}/{playlist.uri}"
-        media = m3u8.load(str(out / playlist.uri))
-        assert media.is_endlist and media.segments
-        for segment in media.segments:
-            assert (out / Path(playlist.uri).parent / segment.uri).exists(), segment.uri
-        probed = ffprobe(out / playlist.uri)
-        video = video_stream(probed)
-        assert (video["width"], video["height"]) == (rendition.width, rendition.height)
-        assert video["codec_name"] == "h264"
-        audios = [s for s in probed["streams"] if s["codec_type"] == "audio"]
-        assert [a["codec_name"] for a in audios] == (["aac"] if audio else [])
-        assert not any(s["codec_type"] in ("subtitle", "data") for s in probed["streams"])
-    return out
 
 
 async def test_default_ladder_720p_source(

@@ -38,8 +38,8 @@ from tests.media import (
     make_still_podcast,
     make_video,
 )
+from tests.worker.outputs import check_outputs, with_rungs
 from tests.worker.support import Uploader, WorkerFactory, new_video_id, uploaded_job
-from tests.worker.test_handlers import check_outputs, with_rungs
 from transcode_service.budget import BudgetExceeded, Watchdog, run_watched
 from transcode_service.errors import PermanentError
 from transcode_service.handlers import Deps, handle_cover, handle_transcode

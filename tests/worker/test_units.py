@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from shared.settings import WorkerSettings
+from tests.worker.media_infos import info, probed
 from transcode_service.cover import cover_args, cover_passes, cover_size
 from transcode_service.errors import PermanentError, RetryableError
 from transcode_service.ffmpeg import ProcessResult, check_result, parse_progress_block
@@ -25,36 +26,11 @@ from transcode_service.ladder import (
     measure_playlist,
     plan_ladder,
 )
-from transcode_service.probe import MediaInfo, probe_args, validate
+from transcode_service.probe import probe_args, validate
 from transcode_service.storage import cache_control, content_type
 from transcode_service.workdir import clean_stale, job_workdir
 
 SETTINGS = WorkerSettings()
-
-
-def info(
-    width: int = 1920,
-    height: int = 1080,
-    *,
-    rotation: int = 0,
-    sar: Fraction = Fraction(1),
-    fps: float = 25.0,
-    audio: bool = True,
-    duration: float = 10.0,
-) -> MediaInfo:
-    return MediaInfo(
-        format_name="mov,mp4,m4a,3gp,3g2,mj2",
-        demuxer="mov",
-        duration=duration,
-        width=width,
-        height=height,
-        sample_aspect_ratio=sar,
-        rotation=rotation,
-        fps=fps,
-        video_codec="h264",
-        has_audio=audio,
-        stream_count=2 if audio else 1,
-    )
 
 
 def sizes(rungs: list[Rung]) -> list[tuple[str, int, int]]:
@@ -253,23 +229,6 @@ def test_check_result_classifies_failures() -> None:
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def probed(**overrides: Any) -> dict[str, Any]:
-    video = {
-        "codec_type": "video", "codec_name": "h264", "width": 1920, "height": 1080,
-        "avg_frame_rate": "30000/1001", "sample_aspect_ratio": "1:1",
-    }  # fmt: skip
-    data: dict[str, Any] = {
-        "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "12.5"},
-        "streams": [video, {"codec_type": "audio", "codec_name": "aac"}],
-    }
-    for key, value in overrides.items():
-        if key == "format":
-            data["format"].update(value)
-        else:
-            video.update({key: value})
-    return data
 
 
 def test_validate_accepts_a_normal_video() -> None:
