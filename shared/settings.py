@@ -149,7 +149,18 @@ class RabbitMQSettings(BaseModel):
 FfmpegSandbox = Literal["auto", "bwrap", "none"]
 
 
+WorkerQueue = Literal["cover", "transcode"]
+
+
+def _all_queues() -> list[WorkerQueue]:
+    return ["cover", "transcode"]
+
+
 class WorkerSettings(BaseModel):
+    # Queues this process consumes (keyed by queue, not by job kind: every kind published
+    # to the transcode queue follows it). Kubernetes runs one Deployment per queue so that a
+    # burst of covers never scales up transcode-sized pods.
+    queues: list[WorkerQueue] = Field(default_factory=_all_queues)
     cover_concurrency: int = Field(2, ge=1)
     transcode_concurrency: int = Field(1, ge=1)
     upload_concurrency: int = Field(8, ge=1)
@@ -200,6 +211,13 @@ class WorkerSettings(BaseModel):
     # speed_window (seconds) is stopped as stalled; min_speed 0 turns this off.
     min_speed: float = Field(0.02, ge=0)
     speed_window: float = Field(120.0, gt=0)
+
+    @field_validator("queues")
+    @classmethod
+    def _queues_valid(cls, value: list[WorkerQueue]) -> list[WorkerQueue]:
+        if not value:
+            raise ValueError("must name at least one of cover, transcode")
+        return list(dict.fromkeys(value))
 
     @field_validator("rungs")
     @classmethod

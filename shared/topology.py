@@ -23,7 +23,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel
 
 from shared.messages import JobKind
-from shared.settings import RabbitMQSettings
+from shared.settings import RabbitMQSettings, WorkerQueue
 
 # Headers the services put on messages.
 HEADER_ATTEMPT = "x-attempt"  # transient-failure attempts so far (1 on the first run)
@@ -63,6 +63,10 @@ class Topology:
 
     def job_queue(self, kind: JobKind) -> str:
         return self.cover_queue if kind == "cover" else self.transcode_queue
+
+    def queue_of(self, name: WorkerQueue) -> str:
+        """The (prefixed) job queue behind a ``worker.queues`` entry."""
+        return self.cover_queue if name == "cover" else self.transcode_queue
 
     def retry_queue(self, kind: JobKind, step: int) -> str:
         """Delay queue for the given backoff step (clamped to the last one)."""

@@ -114,7 +114,10 @@ async def run(
             "cover": worker.cover_concurrency,
             "transcode": worker.transcode_concurrency,
         }
+        selected = {topology.queue_of(queue) for queue in worker.queues}
         for kind, handler in HANDLERS.items():
+            if topology.job_queue(kind) not in selected:
+                continue  # another Deployment's queue (worker.queues)
             concurrency = concurrency_of[kind]
             # One channel per kind, prefetch = its semaphore: a cover never waits behind a
             # long transcode, and the broker spreads jobs fairly across worker processes.
@@ -141,6 +144,7 @@ async def run(
             await consumer.start()
         log.info(
             "worker started",
+            queues=worker.queues,
             cover_queue=topology.cover_queue,
             transcode_queue=topology.transcode_queue,
             cover_concurrency=worker.cover_concurrency,

@@ -110,3 +110,17 @@ def test_production_refuses_development_secret(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("VIDEO_S3__SECRET_KEY", "prod-secret-9c1e5b")
     monkeypatch.setenv("VIDEO_RABBITMQ__URL", "amqp://video:s3cr3t-9c1e@broker:5672/")
     load_settings().ensure_production_safe()
+
+
+def test_worker_queues_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDEO_WORKER__QUEUES", '["transcode", "transcode"]')
+    assert load_settings().worker.queues == ["transcode"]
+    monkeypatch.delenv("VIDEO_WORKER__QUEUES")
+    assert load_settings().worker.queues == ["cover", "transcode"]
+
+
+@pytest.mark.parametrize("value", ["[]", '["chunk"]', '"cover"'])
+def test_worker_queues_rejected(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("VIDEO_WORKER__QUEUES", value)
+    with pytest.raises(SettingsError, match=r"^invalid setting worker\.queues"):
+        load_settings()
