@@ -39,6 +39,18 @@ COPY transcode_service ./transcode_service
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir --no-deps ".[api]"
 
+# ---- web: hls.js for the page (api_service/static/index.html loads /app/vendor/hls/hls.min.js) --
+# Exactly web/package-lock.json (npm ci checks every package's integrity hash). Node and npm
+# come from Debian on the same base, so no Node image is needed; none of it reaches the final
+# image, only the one minified file.
+FROM ${PYTHON_BASE} AS web
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends npm \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 # ---- final: slim runtime, no compilers, non-root ----------------------------------------------
 FROM ${PYTHON_BASE}
 
@@ -50,6 +62,7 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=web /web/node_modules/hls.js/dist/hls.min.js /opt/hls.js/hls.min.js
 
 # Configuration comes from VIDEO_* environment variables; a YAML file may be mounted at
 # VIDEO_CONFIG_FILE (absent by default, which is fine: defaults + environment apply).
@@ -59,6 +72,7 @@ ENV PATH="/opt/venv/bin:${PATH}" \
     VIDEO_CONFIG_FILE=/etc/video-platform/config.yaml \
     VIDEO_SERVER__HOST=0.0.0.0 \
     VIDEO_SERVER__PORT=8000 \
+    VIDEO_SERVER__HLSJS_DIR=/opt/hls.js \
     VIDEO_LOGGING__JSON_OUTPUT=true
 
 WORKDIR /app

@@ -45,11 +45,22 @@ def make_clip(path: Path, seconds: int) -> None:
     )  # fmt: skip
 
 
+async def check_hlsjs(session: aiohttp.ClientSession, api: str) -> None:
+    """The page's player script is in the image (deploy/api.Dockerfile's web stage)."""
+    async with session.get(f"{api}/app/vendor/hls/hls.min.js") as response:
+        body = await response.read()
+        kind = response.content_type
+        if response.status != 200 or "javascript" not in kind or b"Hls" not in body:
+            raise FlowError(f"GET /app/vendor/hls/hls.min.js -> {response.status} {kind}")
+    print(f"flow: hls.js served ({len(body)} bytes, {kind})")
+
+
 async def flow(
     api: str, clip: Path, size: int, on_transcoding: str | None, limit: float
 ) -> dict[str, Any]:
     """Drive one video to a final state; returns the video as the API shows it."""
     async with aiohttp.ClientSession() as session:
+        await check_hlsjs(session, api)
         client = ApiClient(session, api)
         await client.sign_up("ctr")
         print("flow: registered and logged in")

@@ -129,6 +129,8 @@ for image in api worker; do
         --build-arg "PYTHON_BASE=$BASE" \
         --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
         --env PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+        --env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+        ${npm_config_registry:+--env "npm_config_registry=$npm_config_registry"} \
         -f "deploy/$image.Dockerfile" -t "localhost/video-platform/$image:$TAG" . >/dev/null
 done
 
