@@ -35,7 +35,19 @@ from tests.deploy.manifests import (
 )
 from tests.deploy.operator_secrets import operator_values
 
-WORKLOADS = (("Deployment", "video-api"), ("Deployment", "video-worker"), ("Job", "video-migrate"))
+WORKERS = {"cover": "video-worker-cover", "transcode": "video-worker-transcode"}
+WORKLOADS = (("Deployment", "video-api"), *(("Deployment", name) for name in WORKERS.values()))
+
+
+def all_containers(spec: Manifest) -> list[Manifest]:
+    """The pod's containers, the migration initContainer first."""
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def _worker_settings(docs: list[Manifest], name: str) -> WorkerSettings:
+    env = container_env(docs, pod_spec(find(docs, "Deployment", name))["containers"][0])
+    with pytest.MonkeyPatch.context() as mp:
+        return _load(env, mp).worker
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -48,7 +60,7 @@ def test_every_video_env_var_is_a_real_setting(kustomization: str) -> None:
         elif doc["kind"] == "Secret":
             keys = list(doc.get("stringData", {})) + list(doc.get("data", {}))
         elif doc["kind"] in ("Deployment", "Job", "StatefulSet"):
-            keys = [e["name"] for c in pod_spec(doc)["containers"] for e in c.get("env", [])]
+            keys = [e["name"] for c in all_containers(pod_spec(doc)) for e in c.get("env", [])]
         for key in keys:
             if key.startswith("VIDEO_"):
                 assert setting_for(key) is not None, f"{label(doc)}: {key} is not a setting"
@@ -70,33 +82,48 @@ def test_containers_load_their_settings(
 ) -> None:
     docs = render(kustomization)
     for kind, name in WORKLOADS:
-        with monkeypatch.context() as mp:
-            container = pod_spec(find(docs, kind, name))["containers"][0]
-            env = container_env(docs, container)
-            settings = _load(env, mp)
-            if name == "video-worker":
-                assert settings.worker.health_host == "0.0.0.0"
-            else:
-                assert settings.server.environment == "production"
-            if name == "video-api":
-                # The shipped secrets are examples: refused until the operator's replace them.
-                # (The migration Job has no broker or storage credentials to check.)
-                with pytest.raises(SettingsError):
-                    settings.ensure_production_safe()
-                _load(operator_values(env), mp).ensure_production_safe()
+        for container in all_containers(pod_spec(find(docs, kind, name))):
+            with monkeypatch.context() as mp:
+                env = container_env(docs, container)
+                settings = _load(env, mp)
+                if name in WORKERS.values():
+                    assert settings.worker.health_host == "0.0.0.0"
+                else:
+                    assert settings.server.environment == "production"
+                if container["name"] == "api":
+                    # The shipped secrets are examples: refused until the operator's replace
+                    # them. (The migrate initContainer has no broker or storage credentials.)
+                    with pytest.raises(SettingsError):
+                        settings.ensure_production_safe()
+                    _load(operator_values(env), mp).ensure_production_safe()
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_each_worker_deployment_consumes_only_its_queue(kustomization: str) -> None:
+    docs = render(kustomization)
+    for queue, name in WORKERS.items():
+        assert _worker_settings(docs, name).queues == [queue]
+        so = find(docs, "ScaledObject", name)["spec"]
+        assert so["scaleTargetRef"]["name"] == name
+        queue_name = getattr(RabbitMQSettings(), f"{queue}_queue")
+        assert [t["metadata"]["queueName"] for t in so["triggers"]] == [queue_name]
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_worker_gets_no_database_or_jwt_credentials(kustomization: str) -> None:
     docs = render(kustomization)
-    container = pod_spec(find(docs, "Deployment", "video-worker"))["containers"][0]
-    env = container_env(docs, container)
-    assert not [k for k in env if k.startswith(("VIDEO_DATABASE__", "VIDEO_AUTH__"))]
+    for name in WORKERS.values():
+        container = pod_spec(find(docs, "Deployment", name))["containers"][0]
+        env = container_env(docs, container)
+        assert not [k for k in env if k.startswith(("VIDEO_DATABASE__", "VIDEO_AUTH__"))]
 
 
 def _triggers(docs: list[Manifest]) -> dict[str, dict[str, Any]]:
-    so = find(docs, "ScaledObject", "video-worker")
-    return {t["metadata"]["queueName"]: t for t in so["spec"]["triggers"]}
+    return {
+        t["metadata"]["queueName"]: t
+        for name in WORKERS.values()
+        for t in find(docs, "ScaledObject", name)["spec"]["triggers"]
+    }
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -149,22 +176,21 @@ def test_trigger_values_follow_worker_concurrency(kustomization: str) -> None:
 
 
 def test_queue_depth_arithmetic_documented_in_readme() -> None:
-    # desired = max over triggers of ceil(messages / value), clamped to [min, max].
+    # desired = ceil(messages / value), clamped to [min, max], per Deployment.
     docs = render("overlays/prod")
-    so = find(docs, "ScaledObject", "video-worker")["spec"]
-    triggers = _triggers(docs)
 
-    def desired(transcodes: int, covers: int) -> int:
-        per_trigger: list[int] = [
-            math.ceil(transcodes / int(triggers["video_transcoding_queue"]["metadata"]["value"])),
-            math.ceil(covers / int(triggers["video_processing"]["metadata"]["value"])),
-        ]
-        return min(max([*per_trigger, int(so["minReplicaCount"])]), int(so["maxReplicaCount"]))
+    def desired(name: str, messages: int) -> int:
+        so = find(docs, "ScaledObject", name)["spec"]
+        (trigger,) = so["triggers"]
+        wanted = math.ceil(messages / int(trigger["metadata"]["value"]))
+        return min(max(wanted, int(so["minReplicaCount"])), int(so["maxReplicaCount"]))
 
-    assert desired(0, 0) == 2
-    assert desired(7, 3) == 7
-    assert desired(1, 45) == 5
-    assert desired(500, 0) == 50
+    assert desired("video-worker-transcode", 0) == 2
+    assert desired("video-worker-transcode", 7) == 7
+    assert desired("video-worker-transcode", 500) == 50
+    # A burst of covers scales only the small cover pods.
+    assert desired("video-worker-cover", 45) == 5
+    assert desired("video-worker-cover", 1000) == 20
     readme = (DEPLOY / "README.md").read_text()
     assert "ceil((ready + unacked) / value)" in readme
 
@@ -172,28 +198,53 @@ def test_queue_depth_arithmetic_documented_in_readme() -> None:
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_scale_targets_exist(kustomization: str) -> None:
     docs = render(kustomization)
-    so = find(docs, "ScaledObject", "video-worker")["spec"]["scaleTargetRef"]
     hpa = find(docs, "HorizontalPodAutoscaler", "video-api")["spec"]["scaleTargetRef"]
-    for ref in (so, hpa):
+    refs = [hpa]
+    for name in WORKERS.values():
+        spec = find(docs, "ScaledObject", name)["spec"]
+        refs.append(spec["scaleTargetRef"])
+        assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+        behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    for ref in refs:
         find(docs, ref.get("kind", "Deployment"), ref["name"])
-    spec = find(docs, "ScaledObject", "video-worker")["spec"]
-    assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
-    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_worker_termination_grace_exceeds_shutdown_grace(kustomization: str) -> None:
     docs = render(kustomization)
-    spec = pod_spec(find(docs, "Deployment", "video-worker"))
-    grace = float(
-        configmap_data(docs, "video-worker").get(
-            "VIDEO_WORKER__SHUTDOWN_GRACE", WorkerSettings().shutdown_grace
-        )
-    )
-    assert spec["terminationGracePeriodSeconds"] > grace
-    # The documented margin: shutdown grace + 60 s to requeue, publish and disconnect.
-    assert spec["terminationGracePeriodSeconds"] == grace + 60
+    for name in WORKERS.values():
+        spec = pod_spec(find(docs, "Deployment", name))
+        grace = _worker_settings(docs, name).shutdown_grace
+        # The documented margin: shutdown grace + 60 s to requeue, publish and disconnect.
+        assert spec["terminationGracePeriodSeconds"] == grace + 60, name
+
+
+# Moving a source of up to worker.max_source_bytes in and the renditions out, on top of the
+# worker's own time limits (deploy/README.md, "Scale-in").
+TRANSFER_SECONDS = 1800
+
+
+def longest_transcode(worker: WorkerSettings) -> float:
+    """The longest a transcode may run before the worker's own limits fail it: the packet
+    scan, then one ffmpeg ladder bounded by base + factor x duration, plus transfers."""
+    ladder = worker.ffmpeg_timeout_base + worker.ffmpeg_timeout_factor * worker.max_duration
+    return worker.scan_timeout + ladder + TRANSFER_SECONDS
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_scale_in_never_cuts_a_transcode_short(kustomization: str) -> None:
+    """SIGTERM -> stop consuming -> the held transcode gets shutdown_grace to finish; that is
+    at least the longest transcode the worker's limits allow, so a scale-in, a rollout or a
+    drain lets it end instead of cancelling and restarting it."""
+    docs = render(kustomization)
+    worker = _worker_settings(docs, WORKERS["transcode"])
+    assert worker.shutdown_grace >= longest_transcode(worker)
+    # ...and not absurdly above it: the grace a node drain may have to wait for.
+    assert worker.shutdown_grace <= longest_transcode(worker) + 600
+    assert worker.transcode_concurrency == 1  # prefetch 1: no second job waits in the pod
+    readme = (DEPLOY / "README.md").read_text()
+    assert f"{longest_transcode(worker):.0f} s" in readme
 
 
 def _ports(container: Manifest) -> dict[str | int, int]:
@@ -208,7 +259,10 @@ def _ports(container: Manifest) -> dict[str | int, int]:
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_probes_hit_exposed_ports(kustomization: str) -> None:
     docs = render(kustomization)
-    expected = {"video-api": "VIDEO_SERVER__PORT", "video-worker": "VIDEO_WORKER__HEALTH_PORT"}
+    expected = {
+        "video-api": "VIDEO_SERVER__PORT",
+        **dict.fromkeys(WORKERS.values(), "VIDEO_WORKER__HEALTH_PORT"),
+    }
     for name, port_setting in expected.items():
         container = pod_spec(find(docs, "Deployment", name))["containers"][0]
         ports = _ports(container)
@@ -264,7 +318,7 @@ def test_base_has_no_secrets_only_references_to_the_documented_names() -> None:
     refs = {
         source["secretRef"]["name"]
         for kind, name in WORKLOADS
-        for container in pod_spec(find(docs, kind, name))["containers"]
+        for container in all_containers(pod_spec(find(docs, kind, name)))
         for source in container.get("envFrom", [])
         if "secretRef" in source
     }
@@ -281,7 +335,7 @@ def test_secrets_are_generated_and_referenced_by_their_hashed_names(kustomizatio
         hashed = [s for s in secrets if re.fullmatch(rf"{base_name}-[a-z0-9]{{10}}", s)]
         assert len(hashed) == 1, (base_name, secrets)
     for kind, name in WORKLOADS:
-        for container in pod_spec(find(docs, kind, name))["containers"]:
+        for container in all_containers(pod_spec(find(docs, kind, name))):
             for source in container.get("envFrom", []):
                 if "secretRef" in source:
                     assert source["secretRef"]["name"] in secrets
@@ -292,7 +346,7 @@ def test_workloads_read_generated_configmaps(kustomization: str) -> None:
     """Hashed ConfigMap names: a settings change gives new names, so the pods roll."""
     docs = render(kustomization)
     for kind, name in WORKLOADS:
-        for container in pod_spec(find(docs, kind, name))["containers"]:
+        for container in all_containers(pod_spec(find(docs, kind, name))):
             refs = [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s]
             assert refs
             for ref in refs:
@@ -302,11 +356,11 @@ def test_workloads_read_generated_configmaps(kustomization: str) -> None:
 def test_prod_api_and_workers_use_different_rabbitmq_users() -> None:
     docs = render("overlays/prod")
     users = {}
-    for name in ("video-api", "video-worker"):
+    for name in ("video-api", *WORKERS.values()):
         container = pod_spec(find(docs, "Deployment", name))["containers"][0]
         url = container_env(docs, container)["VIDEO_RABBITMQ__URL"]
         users[name] = re.match(r"^amqps?://([^:@/]+)", url).group(1)  # type: ignore[union-attr]
-    assert users["video-api"] != users["video-worker"], users
+    assert users["video-api"] not in {users[n] for n in WORKERS.values()}, users
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -335,24 +389,26 @@ def test_api_prestop_fits_in_the_grace_period(kustomization: str) -> None:
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_network_policies_select_the_workloads_and_name_real_ports(kustomization: str) -> None:
     docs = render(kustomization)
-    for name, kind in (("video-api", "Deployment"), ("video-worker", "Deployment")):
-        policy = find(docs, "NetworkPolicy", name)
-        template = find(docs, kind, name)["spec"]["template"]
+    for policy_name, name in (
+        ("video-api", "video-api"),
+        *(("video-worker", w) for w in WORKERS.values()),
+    ):
+        policy = find(docs, "NetworkPolicy", policy_name)
+        template = find(docs, "Deployment", name)["spec"]["template"]
         selector = policy["spec"]["podSelector"]["matchLabels"]
         assert selector.items() <= template["metadata"]["labels"].items()
         ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
         for rule in policy["spec"]["ingress"]:
             assert {p["port"] for p in rule["ports"]} <= ports
-    migrate = find(docs, "NetworkPolicy", "video-migrate")
-    assert "ingress" not in migrate["spec"]  # deny all
-    job = find(docs, "Job", "video-migrate")["spec"]["template"]["metadata"]["labels"]
-    assert migrate["spec"]["podSelector"]["matchLabels"].items() <= job.items()
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
-def test_worker_scratch_is_a_bounded_emptydir_at_the_work_dir(kustomization: str) -> None:
+@pytest.mark.parametrize("name", WORKERS.values())
+def test_worker_scratch_is_a_bounded_emptydir_at_the_work_dir(
+    kustomization: str, name: str
+) -> None:
     docs = render(kustomization)
-    spec = pod_spec(find(docs, "Deployment", "video-worker"))
+    spec = pod_spec(find(docs, "Deployment", name))
     container = spec["containers"][0]
     work_dir = container_env(docs, container)["VIDEO_WORKER__WORK_DIR"]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -380,14 +436,13 @@ def test_rabbitmq_consumer_timeout_is_consistent_and_long() -> None:
     compose_conf = _consumer_timeout((DEPLOY / "rabbitmq" / "rabbitmq.conf").read_text())
     dev = configmap_data(render("overlays/dev"), "rabbitmq-config")
     k8s_conf = _consumer_timeout(dev["90-video-platform.conf"])
-    assert compose_conf == k8s_conf == 6 * 3600 * 1000
-    # Far above the longest graceful drain anywhere.
-    assert compose_conf / 1000 > WorkerSettings().shutdown_grace
+    assert compose_conf == k8s_conf == 13 * 3600 * 1000
+    # Above the longest transcode drain (so a drained job is never redelivered under it).
     for kustomization in KUSTOMIZATIONS:
-        grace = configmap_data(render(kustomization), "video-worker")[
-            "VIDEO_WORKER__SHUTDOWN_GRACE"
-        ]
-        assert compose_conf / 1000 > float(grace)
+        docs = render(kustomization)
+        spec = pod_spec(find(docs, "Deployment", WORKERS["transcode"]))
+        assert compose_conf / 1000 > spec["terminationGracePeriodSeconds"]
+    assert compose_conf / 1000 > WorkerSettings().shutdown_grace
     readme = (DEPLOY / "README.md").read_text()
     assert f"consumer_timeout = {compose_conf}" in readme
 
@@ -395,13 +450,17 @@ def test_rabbitmq_consumer_timeout_is_consistent_and_long() -> None:
 def test_readme_numbers_match_manifests() -> None:
     readme = (DEPLOY / "README.md").read_text()
     docs = render("base")
-    worker = pod_spec(find(docs, "Deployment", "video-worker"))
-    grace = configmap_data(docs, "video-worker")["VIDEO_WORKER__SHUTDOWN_GRACE"]
-    so = find(docs, "ScaledObject", "video-worker")["spec"]
+    so = find(docs, "ScaledObject", WORKERS["transcode"])["spec"]
     scale_down = so["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
-    facts = [
-        f"terminationGracePeriodSeconds: {worker['terminationGracePeriodSeconds']}",
-        f"VIDEO_WORKER__SHUTDOWN_GRACE={grace}",
+    facts = []
+    for name in WORKERS.values():
+        spec = pod_spec(find(docs, "Deployment", name))
+        grace = _worker_settings(docs, name).shutdown_grace
+        facts += [
+            f"terminationGracePeriodSeconds: {spec['terminationGracePeriodSeconds']}",
+            f"VIDEO_WORKER__SHUTDOWN_GRACE={grace:.0f}",
+        ]
+    facts += [
         f"stabilizationWindowSeconds: {scale_down['stabilizationWindowSeconds']}",
         "kubectl apply -k deploy/k8s/overlays/prod",
         "VIDEO_WORKER__HEALTH_PORT=8002",

@@ -48,8 +48,9 @@ def _stages(dockerfile: Path) -> list[str]:
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_multi_stage_shape(dockerfile: Path) -> None:
     stages = _stages(dockerfile)
-    assert len(stages) == 2
-    builder, final = stages
+    # builder ... final; the API image also has a "web" stage (npm ci of hls.js).
+    assert len(stages) == (3 if dockerfile.name == "api.Dockerfile" else 2)
+    builder, final = stages[0], stages[-1]
     # Both stages from the same base, a build argument whose default is the runtime image
     # (CI's container test overrides it with a locally built Debian image).
     assert re.search(rf"^ARG PYTHON_BASE={re.escape(RUNTIME_IMAGE)}$", dockerfile.read_text(), re.M)
@@ -70,12 +71,12 @@ def test_multi_stage_shape(dockerfile: Path) -> None:
 def test_ffmpeg_only_in_worker_image() -> None:
     api, worker = DOCKERFILES
     assert "ffmpeg" not in api.read_text()
-    final = _stages(worker)[1]
+    final = _stages(worker)[-1]
     assert "apt-get install -y --no-install-recommends ffmpeg" in final
     assert "rm -rf /var/lib/apt/lists/*" in final
     assert re.search(r"^EXPOSE 8001$", final, re.MULTILINE)
     assert re.search(r'^CMD \["video-worker"\]$', final, re.MULTILINE)
-    assert re.search(r'^CMD \["video-api"\]$', _stages(api)[1], re.MULTILINE)
+    assert re.search(r'^CMD \["video-api"\]$', _stages(api)[-1], re.MULTILINE)
     assert re.search(
         r"^RUN pip install --no-cache-dir --no-deps \.$", worker.read_text(), re.MULTILINE
     )
@@ -141,3 +142,17 @@ def test_dependencies_from_the_lock_before_the_source(dockerfile: Path) -> None:
     )
     project = builder.index(project_install)
     assert lock < install < source < project
+
+
+def test_api_image_carries_hlsjs_from_the_lock() -> None:
+    api = DOCKERFILES[0].read_text()
+    web, final = _stages(DOCKERFILES[0])[1:]
+    assert web.startswith("FROM ${PYTHON_BASE} AS web")
+    assert "COPY web/package.json web/package-lock.json ./" in web
+    assert re.search(r"^RUN npm ci\b", web, re.MULTILINE)
+    assert "npm" not in final.replace("node_modules", "")
+    copied = re.search(r"^COPY --from=web (\S+) (\S+)$", final, re.MULTILINE)
+    assert copied and copied.group(1).endswith("/hls.min.js")
+    assert re.search(r"VIDEO_SERVER__HLSJS_DIR=(\S+)", api).group(1) + "/hls.min.js" == (  # type: ignore[union-attr]
+        copied.group(2)
+    )

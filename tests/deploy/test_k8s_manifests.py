@@ -45,16 +45,19 @@ def test_expected_objects_present(kustomization: str) -> None:
         "Ingress/video-api",
         "NetworkPolicy/video-api",
         "NetworkPolicy/video-worker",
-        "NetworkPolicy/video-migrate",
         "HorizontalPodAutoscaler/video-api",
         "PodDisruptionBudget/video-api",
-        "Job/video-migrate",
-        "Deployment/video-worker",
-        "PodDisruptionBudget/video-worker",
-        "ScaledObject/video-worker",
+        "Deployment/video-worker-cover",
+        "Deployment/video-worker-transcode",
+        "PodDisruptionBudget/video-worker-cover",
+        "PodDisruptionBudget/video-worker-transcode",
+        "ScaledObject/video-worker-cover",
+        "ScaledObject/video-worker-transcode",
         "TriggerAuthentication/video-rabbitmq-management",
     }
     assert expected <= kinds, expected - kinds
+    # Migrations run as the API pods' initContainer: no fixed-name Job to collide with.
+    assert "Job/video-migrate" not in kinds
 
 
 def test_overlays_set_namespace_and_images() -> None:
@@ -67,21 +70,20 @@ def test_overlays_set_namespace_and_images() -> None:
             if doc["kind"] != "Namespace":
                 assert doc["metadata"]["namespace"] == namespace, label(doc)
         api = pod_spec(find(docs, "Deployment", "video-api"))
-        migrate = pod_spec(find(docs, "Job", "video-migrate"))
         assert api["containers"][0]["image"] == api_image
-        assert migrate["containers"][0]["image"] == api_image
+        assert [c["image"] for c in api["initContainers"]] == [api_image]
 
 
 def test_prod_overlay_patches_apply() -> None:
     docs = render("overlays/prod")
-    worker = pod_spec(find(docs, "Deployment", "video-worker"))
+    worker = pod_spec(find(docs, "Deployment", "video-worker-transcode"))
     assert worker["containers"][0]["resources"]["limits"]["cpu"] == "8"
     # Strategic merge kept the base's other container fields and volumes.
     assert worker["containers"][0]["livenessProbe"]["httpGet"]["port"] == "health"
     assert {v["name"] for v in worker["volumes"]} == {"scratch", "tmp"}
-    so = find(docs, "ScaledObject", "video-worker")
+    so = find(docs, "ScaledObject", "video-worker-transcode")
     assert (so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"]) == (2, 50)
-    assert len(so["spec"]["triggers"]) == 2
+    assert len(so["spec"]["triggers"]) == 1
     ingress = find(docs, "Ingress", "video-api")
     assert ingress["spec"]["tls"][0]["hosts"] == ["video.example.com"]
     assert ingress["spec"]["rules"][0]["host"] == "video.example.com"
@@ -91,7 +93,7 @@ def test_autoscaled_workloads_leave_replicas_to_the_autoscaler() -> None:
     # spec.replicas in an HPA/KEDA-managed Deployment resets the scale on every apply.
     for overlay in KUSTOMIZATIONS:
         docs = render(overlay)
-        for name in ("video-api", "video-worker"):
+        for name in ("video-api", "video-worker-cover", "video-worker-transcode"):
             assert "replicas" not in find(docs, "Deployment", name)["spec"]
 
 
@@ -100,13 +102,13 @@ def test_pods_run_as_non_root_with_read_only_root() -> None:
         docs = render(overlay)
         for kind, name in (
             ("Deployment", "video-api"),
-            ("Deployment", "video-worker"),
-            ("Job", "video-migrate"),
+            ("Deployment", "video-worker-cover"),
+            ("Deployment", "video-worker-transcode"),
         ):
             spec = pod_spec(find(docs, kind, name))
             assert spec["securityContext"]["runAsNonRoot"] is True
             assert spec["automountServiceAccountToken"] is False
-            for container in spec["containers"]:
+            for container in spec["containers"] + spec.get("initContainers", []):
                 ctx = container["securityContext"]
                 assert ctx["readOnlyRootFilesystem"] is True
                 assert ctx["allowPrivilegeEscalation"] is False
@@ -119,21 +121,21 @@ def test_pods_run_as_non_root_with_read_only_root() -> None:
 
 
 def test_broken_deployment_replicas_string_fails() -> None:
-    worker = find(render("overlays/prod"), "Deployment", "video-worker")
+    worker = find(render("overlays/prod"), "Deployment", "video-worker-transcode")
     worker["spec"]["replicas"] = "two"
     with pytest.raises(ManifestInvalid, match=r"spec\.replicas: 'two' is not of type 'integer'"):
         validate_k8s(worker)
 
 
 def test_broken_deployment_without_containers_fails() -> None:
-    worker = find(render("overlays/prod"), "Deployment", "video-worker")
+    worker = find(render("overlays/prod"), "Deployment", "video-worker-transcode")
     del pod_spec(worker)["containers"]
     with pytest.raises(ManifestInvalid, match=r"'containers' is a required property"):
         validate_k8s(worker)
 
 
 def test_broken_deployment_unknown_field_fails_in_strict_mode() -> None:
-    worker = find(render("overlays/prod"), "Deployment", "video-worker")
+    worker = find(render("overlays/prod"), "Deployment", "video-worker-transcode")
     container = pod_spec(worker)["containers"][0]
     container["livenessprobe"] = container.pop("livenessProbe")  # a typo kubectl would reject
     with pytest.raises(ManifestInvalid, match=r"'livenessprobe' was unexpected"):
@@ -141,21 +143,21 @@ def test_broken_deployment_unknown_field_fails_in_strict_mode() -> None:
 
 
 def test_broken_scaledobject_trigger_without_type_fails() -> None:
-    so = find(render("overlays/prod"), "ScaledObject", "video-worker")
+    so = find(render("overlays/prod"), "ScaledObject", "video-worker-transcode")
     del so["spec"]["triggers"][0]["type"]
     with pytest.raises(ManifestInvalid, match=r"spec\.triggers\.0: 'type' is a required property"):
         validate_keda(so)
 
 
 def test_broken_scaledobject_metadata_number_fails() -> None:
-    so = find(render("overlays/prod"), "ScaledObject", "video-worker")
+    so = find(render("overlays/prod"), "ScaledObject", "video-worker-transcode")
     so["spec"]["triggers"][0]["metadata"]["value"] = 1  # must be the string "1"
     with pytest.raises(ManifestInvalid, match=r"metadata\.value: 1 is not of type 'string'"):
         validate_keda(so)
 
 
 def test_broken_scaledobject_unknown_field_fails() -> None:
-    so = find(render("overlays/prod"), "ScaledObject", "video-worker")
+    so = find(render("overlays/prod"), "ScaledObject", "video-worker-transcode")
     so["spec"]["maxReplicas"] = so["spec"].pop("maxReplicaCount")  # HPA spelling, wrong here
     with pytest.raises(ManifestInvalid, match=r"'maxReplicas' was unexpected"):
         validate_keda(so)
