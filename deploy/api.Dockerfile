@@ -62,6 +62,9 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app
 
 COPY --from=builder /opt/venv /opt/venv
+# WORKDIR below must exist in the image: with a read-only root filesystem (the Kubernetes
+# manifests) the runtime cannot create it at start (found by `podman play kube`).
+RUN mkdir -p /app
 COPY --from=web /web/node_modules/hls.js/dist/hls.min.js /opt/hls.js/hls.min.js
 
 # Configuration comes from VIDEO_* environment variables; a YAML file may be mounted at

@@ -59,6 +59,9 @@ RUN apt-get update \
     && chown app:app /var/lib/video-worker
 
 COPY --from=builder /opt/venv /opt/venv
+# WORKDIR below must exist in the image: with a read-only root filesystem (the Kubernetes
+# manifests) the runtime cannot create it at start (found by `podman play kube`).
+RUN mkdir -p /app
 
 # Scratch space for downloads and ffmpeg outputs; Kubernetes mounts an emptyDir here, compose
 # an anonymous volume per replica. The health server must listen on all interfaces so that

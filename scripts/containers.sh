@@ -72,6 +72,7 @@ cleanup() {
     for name in "ctr-$RUN-api" "ctr-$RUN-worker-a" "ctr-$RUN-worker-b"; do
         pm rm -f --time 5 "$name" >/dev/null 2>&1 || true
     done
+    pm pod rm -f --time 5 "ctr-$RUN-kube-pod-0" >/dev/null 2>&1 || true
     "$PY" - <<'EOF' || true
 import asyncio
 
@@ -185,3 +186,23 @@ finished interrupted <<<"$logs_a" \
 finished succeeded <<<"$logs_b" \
     || { echo "$logs_b" | tail -20; echo "worker B did not finish the transcode" >&2; exit 1; }
 stamp "passed: worker A stopped mid-transcode, worker B finished the job, playback plays"
+
+stamp "podman play kube: the rendered transcode-worker Deployment (deploy/k8s/base)"
+# scripts/kube_smoke.py says what it adapts (image, host network, Secret -> ConfigMap, port).
+KUBE_HEALTH=$(free_port)
+kube_env=()
+for ((i = 1; i < ${#common_env[@]}; i += 2)); do
+    [[ ${common_env[i]} == VIDEO_DATABASE__* ]] || kube_env+=("${common_env[i]}")
+done
+kube_yaml=$(mktemp)
+"$PY" scripts/kube_smoke.py "ctr-$RUN-kube" "$WORKER_IMAGE" "$KUBE_HEALTH" "${kube_env[@]}" >"$kube_yaml"
+pm play kube "$kube_yaml" >/dev/null
+rm -f "$kube_yaml"
+wait_ready "http://127.0.0.1:$KUBE_HEALTH/readyz" "ctr-$RUN-kube-pod-0-worker"
+# The Deployment's VIDEO_WORKER__QUEUES reached the process: it consumes the transcode queue only.
+pm logs "ctr-$RUN-kube-pod-0-worker" 2>&1 | grep '"worker started"' | grep -q '"queues": \["transcode"\]' \
+    || { pm logs --tail 20 "ctr-$RUN-kube-pod-0-worker" >&2; echo "kube worker: wrong queues" >&2; exit 1; }
+pm pod stop --time 30 "ctr-$RUN-kube-pod-0" >/dev/null
+pm logs "ctr-$RUN-kube-pod-0-worker" 2>&1 | grep -q '"worker stopped"' \
+    || { echo "kube worker: no clean stop on SIGTERM" >&2; exit 1; }
+stamp "passed: the rendered worker Deployment runs under podman play kube, ready, transcode queue only, stops cleanly"
