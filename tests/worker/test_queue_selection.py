@@ -38,8 +38,8 @@ async def test_cover_only_worker_leaves_transcodes_to_transcode_workers(
     upload_source: Uploader,
     tmp_path: Path,
 ) -> None:
-    key = await upload_source(make_video(tmp_path / "in.mp4", duration=2))
     video_id = new_video_id()
+    key = await upload_source(make_video(tmp_path / "in.mp4", duration=2), video_id)
     transcode = TranscodeJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     cover = CoverJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     async with EventListener(amqp, declared_topology) as events:
