@@ -49,7 +49,10 @@ export VIDEO_RABBITMQ__PREFIX="ctr$RUN."
 export VIDEO_S3__BUCKET="ctr-$RUN"
 
 # Settings for every container: this run's resources, the host's endpoints and credentials.
+# The containers run against this machine's development stack and its development S3 keys,
+# which production settings refuse (shared/settings.py, ensure_production_safe).
 common_env=(
+    --env VIDEO_SERVER__ENVIRONMENT=development
     --env "VIDEO_DATABASE__URL=$DB_URL"
     --env "VIDEO_RABBITMQ__PREFIX=$VIDEO_RABBITMQ__PREFIX"
     --env "VIDEO_S3__BUCKET=$VIDEO_S3__BUCKET"
