@@ -8,16 +8,11 @@ from pathlib import Path
 
 from aio_pika.abc import AbstractRobustConnection
 
+from harness.broker import EventListener, publish_job
 from shared.messages import CoverJob, CoverReady, TranscodeJob, TranscodeSucceeded
 from shared.topology import Topology
 from tests.media import make_video
-from tests.worker.conftest import (
-    EventListener,
-    Uploader,
-    WorkerFactory,
-    new_video_id,
-    publish_job,
-)
+from tests.worker.support import Uploader, WorkerFactory, new_video_id
 
 
 async def _depth(amqp: AbstractRobustConnection, name: str) -> tuple[int, int]:
