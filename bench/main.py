@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from bench import ladder, media
+from bench import ladder, media, playlist
 from bench.console import BenchError, elapsed, say
 from bench.flow import Client, Watch
 from bench.memory import check_is_worker, peak_rss_kib
@@ -213,6 +213,12 @@ async def run() -> list[Row]:
             rows.append(Row(f"6. peak ratio big/small (source {size_ratio:.0f}x bigger)",
                             f"{mem_ratio:.2f}", f"<= {MEMORY_TARGET}",
                             verdict(mem_ratio <= MEMORY_TARGET)))  # fmt: skip
+
+            # 8: playback of a long video costs the API little more than a short one's.
+            await stack.start_worker("worker-playlist", VIDEO_WORKER__RUNGS=f"[{playlist.RUNG}]")
+            raw["playlist"] = await playlist.measure(stack, client, session)
+            rows.extend(playlist.rows(raw["playlist"], 8))
+            await stack.stop_worker()
 
     raw["total_s"] = elapsed()
     loads = [r.load for r in times.runs] + [r.load for r in times.per_rung.values()]
