@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -15,12 +14,11 @@ import aiohttp
 import structlog
 
 from bench import ladder, media, playlist
-from bench.console import BenchError, elapsed, say
+from bench.console import elapsed, run_scenario, say
 from bench.flow import Client, Watch
 from bench.memory import check_is_worker, peak_rss_kib
 from bench.report import Row, system_info, table, verdict, write_json
 from bench.stack import OUT, Stack
-from harness.errors import HarnessError
 
 BACKLOG = 2  # uploads completed ahead of the measured one
 BIG_BYTES = 1_050_000_000
@@ -243,12 +241,4 @@ async def run() -> list[Row]:
 
 
 def main() -> int:
-    try:
-        asyncio.run(run())
-    except (BenchError, HarnessError) as exc:
-        say(f"bench failed: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        say("interrupted")
-        return 130
-    return 0
+    return run_scenario(run)

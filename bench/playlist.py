@@ -25,11 +25,10 @@ import aiohttp
 import structlog
 
 from bench import media
-from bench.console import BenchError, say
+from bench.console import BenchError, run_scenario, say
 from bench.flow import Client
 from bench.report import Row, table, verdict
 from bench.stack import OUT, Stack
-from harness.errors import HarnessError
 from shared.keys import rendition_playlist_key
 from shared.s3 import s3_client
 
@@ -159,12 +158,7 @@ async def run() -> list[Row]:
 
 
 def main() -> int:
-    try:
-        asyncio.run(run())
-    except (BenchError, HarnessError) as exc:
-        say(f"bench failed: {exc}")
-        return 2
-    return 0
+    return run_scenario(run)
 
 
 if __name__ == "__main__":
