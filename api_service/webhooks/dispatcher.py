@@ -141,36 +141,38 @@ class WebhookDispatcher:
         claimed = await self._claim()
         if not claimed:
             return 0
-        outcomes = await asyncio.gather(*(self._send(item) for item in claimed))
-        now = utcnow()
-        async with self.sessions() as session, session.begin():
-            for item, outcome in zip(claimed, outcomes, strict=True):
-                values: dict[str, object] = {
-                    "last_status": outcome.status,
-                    "last_error": outcome.error,
-                }
-                if outcome.ok:
-                    values.update(status=DELIVERED, delivered_at=now)
-                elif item.attempts >= self.settings.max_attempts:
-                    values.update(status=FAILED)
-                else:
-                    delay = min(
-                        self.settings.backoff_base * 2 ** (item.attempts - 1),
-                        self.settings.backoff_max,
-                    )
-                    values.update(next_attempt_at=now + timedelta(seconds=delay))
-                await session.execute(
-                    update(WebhookDelivery).where(WebhookDelivery.id == item.id).values(**values)
-                )
-                log.info(
-                    "webhook attempt",
-                    delivery_id=item.id,
-                    attempt=item.attempts,
-                    ok=outcome.ok,
-                    status=outcome.status,
-                    error=outcome.error,
-                )
+        await asyncio.gather(*(self._deliver(item) for item in claimed))
         return len(claimed)
+
+    async def _deliver(self, item: _Claimed) -> None:
+        # Each outcome is recorded as soon as its own send ends, not after the slowest one of
+        # the batch: a receiver holding its request (up to webhooks.timeout) or a crash
+        # meanwhile must not leave already acknowledged deliveries pending, to be sent again.
+        outcome = await self._send(item)
+        values: dict[str, object] = {"last_status": outcome.status, "last_error": outcome.error}
+        now = utcnow()
+        if outcome.ok:
+            values.update(status=DELIVERED, delivered_at=now)
+        elif item.attempts >= self.settings.max_attempts:
+            values.update(status=FAILED)
+        else:
+            delay = min(
+                self.settings.backoff_base * 2 ** (item.attempts - 1),
+                self.settings.backoff_max,
+            )
+            values.update(next_attempt_at=now + timedelta(seconds=delay))
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(WebhookDelivery).where(WebhookDelivery.id == item.id).values(**values)
+            )
+        log.info(
+            "webhook attempt",
+            delivery_id=item.id,
+            attempt=item.attempts,
+            ok=outcome.ok,
+            status=outcome.status,
+            error=outcome.error,
+        )
 
 
 async def webhook_dispatcher(app: web.Application) -> AsyncIterator[None]:
