@@ -10,7 +10,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 
@@ -57,9 +64,46 @@ class TranscodeJob(_Message):
     source_etag: str | None = Field(default=None, max_length=128, description=_SOURCE_ETAG)
 
 
-AnyJob = CoverJob | TranscodeJob
+class ChunkJob(_Message):
+    """One time range of a long video's ladder, published by the video's transcode job to
+    the transcode queue. ``job_id`` is derived from the parent's (``chunk_job_id``), so a
+    re-published chunk is the same job: its result marker and lease deduplicate it."""
+
+    kind: Literal["transcode_chunk"] = "transcode_chunk"
+    source_key: str = Field(min_length=1, max_length=1024)
+    parent_job_id: uuid.UUID
+    index: int = Field(ge=0)
+    count: int = Field(ge=2, le=100_000)
+    start: float = Field(ge=0)  # seconds into the source
+    # None for the last chunk: it runs to the end of what the demuxer finds.
+    duration: float | None = Field(default=None, gt=0)
+    total_duration: float = Field(gt=0)
+    segment_seconds: int = Field(ge=1)
+    first_segment: int = Field(ge=0)  # global number of the chunk's first segment
+    rungs: list[int] = Field(min_length=1)
+    source_size: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> ChunkJob:
+        if self.index >= self.count:
+            raise ValueError("index must be below count")
+        return self
+
+
+def chunk_job_id(parent_job_id: uuid.UUID, index: int) -> uuid.UUID:
+    return uuid.uuid5(parent_job_id, f"chunk/{index}")
+
+
+AnyJob = CoverJob | TranscodeJob | ChunkJob
 Job = Annotated[AnyJob, Field(discriminator="kind")]
+# The queues: a chunk job travels on the transcode queue (retries, leases, dead letters).
 JobKind = Literal["cover", "transcode"]
+
+
+def queue_kind(job: AnyJob) -> JobKind:
+    """Which job queue (and retry queues) carries ``job``."""
+    return "cover" if job.kind == "cover" else "transcode"
+
 
 # --------------------------------------------------------------------------- events
 

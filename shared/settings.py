@@ -23,6 +23,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -178,6 +179,10 @@ class WorkerSettings(BaseModel):
     max_source_bytes: int = Field(50 * 1024**3, gt=0)
     rungs: list[int] = Field(default_factory=lambda: [1080, 720, 480, 360, 240])
     segment_seconds: int = Field(6, ge=1)
+    # Split-and-stitch: a source at least this long (seconds) is encoded as chunks of
+    # chunk_seconds (a multiple of segment_seconds) by any number of workers; 0 turns it off.
+    chunk_min_duration: float = Field(0.0, ge=0)
+    chunk_seconds: int = Field(60, ge=1)
     max_fps: int = Field(60, ge=1)
     # Output rate of sparse video and of still pictures (podcast cover art): frames are
     # repeated at this rate, so every segment still starts with a keyframe.
@@ -218,6 +223,12 @@ class WorkerSettings(BaseModel):
         if not value:
             raise ValueError("must name at least one of cover, transcode")
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _chunks_whole_segments(self) -> WorkerSettings:
+        if self.chunk_seconds % self.segment_seconds:
+            raise ValueError("worker.chunk_seconds must be a multiple of worker.segment_seconds")
+        return self
 
     @field_validator("rungs")
     @classmethod

@@ -35,6 +35,7 @@ from shared.messages import (
     TranscodeProgress,
     TranscodeSucceeded,
     parse_job,
+    queue_kind,
 )
 from shared.settings import WorkerSettings
 from shared.topology import (
@@ -54,7 +55,7 @@ log = structlog.get_logger(__name__)
 
 HEADER_LEASE_WAITS = "x-lease-waits"
 
-Result = CoverReady | TranscodeSucceeded
+Result = CoverReady | TranscodeSucceeded | TranscodeProgress
 
 
 @dataclass
@@ -159,7 +160,7 @@ class JobConsumer:
     async def process(self, message: AbstractIncomingMessage) -> None:
         try:
             job = parse_job(message.body)
-            if job.kind != self.kind:
+            if queue_kind(job) != self.kind:
                 raise MessageError(f"a {job.kind} job on the {self.kind} queue")
         except MessageError as exc:
             log.warning(
@@ -255,7 +256,7 @@ class JobConsumer:
         self, message: AbstractIncomingMessage, job: AnyJob, attempt: int, reason: str
     ) -> str:
         if attempt < self._settings.max_attempts:
-            queue = self._topology.retry_queue(job.kind, attempt - 1)
+            queue = self._topology.retry_queue(queue_kind(job), attempt - 1)
             await self._publisher.publish_job(
                 message.body,
                 queue,
@@ -278,7 +279,7 @@ class JobConsumer:
     async def _defer(self, message: AbstractIncomingMessage, job: AnyJob, why: str) -> None:
         """Send a copy round a delay queue without counting an attempt."""
         waits = _header_int(message, HEADER_LEASE_WAITS, 0)
-        queue = self._topology.retry_queue(job.kind, waits)
+        queue = self._topology.retry_queue(queue_kind(job), waits)
         try:
             await self._publisher.publish_job(
                 message.body,
@@ -321,7 +322,7 @@ class JobConsumer:
         return TranscodeFailed(
             video_id=job.video_id,
             job_id=job.job_id,
-            job_kind=job.kind,
+            job_kind=queue_kind(job),
             reason=reason[:FAILURE_REASON_MAX],
             permanent=permanent,
         )

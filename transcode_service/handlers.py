@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 import structlog
 
 from shared import keys
-from shared.messages import AnyJob, CoverReady, JobKind, Rendition, TranscodeSucceeded
+from shared.messages import (
+    AnyJob,
+    CoverReady,
+    JobKind,
+    Rendition,
+    TranscodeProgress,
+    TranscodeSucceeded,
+)
 from shared.settings import WorkerSettings
 from transcode_service import storage
 from transcode_service.budget import Watchdog, cpu_budget, run_watched
@@ -31,8 +38,10 @@ from transcode_service.ladder import (
     plan_ladder,
     still_picture_args,
 )
+from transcode_service.lease import LeaseManager
 from transcode_service.metrics import Metrics
 from transcode_service.probe import TRUNCATION_RATIO, MediaInfo, probe
+from transcode_service.publisher import Publisher
 from transcode_service.sandbox import sandbox_for
 from transcode_service.workdir import file_size, job_workdir
 
@@ -42,6 +51,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 PercentCallback = Callable[[float], Awaitable[None]]
+# Hook of chunked transcoding (chunks.py): given the probed source, either hands the video
+# to chunk jobs and returns the event to publish, or returns None for the one-job ladder.
+Splitter = Callable[[AnyJob, "Deps", MediaInfo, int], Awaitable[TranscodeProgress | None]]
 LADDER_NICENESS = 10
 STILL_TIMEOUT = 60.0
 
@@ -55,6 +67,9 @@ class Deps:
     bucket: str
     upload_semaphore: asyncio.Semaphore
     metrics: Metrics
+    # Chunked transcoding publishes chunk jobs and takes the finalization lease.
+    publisher: Publisher | None = None
+    leases: LeaseManager | None = None
 
 
 @dataclass
@@ -184,12 +199,15 @@ async def handle_transcode(
     deps: Deps,
     on_progress: PercentCallback | None = None,
     timings: JobTimings | None = None,
-) -> TranscodeSucceeded:
+    splitter: Splitter | None = None,
+) -> TranscodeSucceeded | TranscodeProgress:
     check_source_key(job)
     timings = timings or JobTimings()
     settings = deps.settings
     with job_workdir(settings.work_dir, job.kind, str(job.job_id)) as workdir:
         source, info, size = await _fetch_and_probe(job, deps, workdir, timings, measure=True)
+        if splitter is not None and (handed_off := await splitter(job, deps, info, size)):
+            return handed_off
         rungs = plan_ladder(info, settings)
         out_dir = workdir / "out"
         for rung in rungs:
@@ -282,7 +300,7 @@ async def handle_transcode(
 
 Handler = Callable[
     [AnyJob, Deps, PercentCallback | None, JobTimings | None],
-    Awaitable[CoverReady | TranscodeSucceeded],
+    Awaitable[CoverReady | TranscodeSucceeded | TranscodeProgress],
 ]
 # The consumer of each kind's queue checks a job's kind before calling its handler.
 HANDLERS: dict[JobKind, Handler] = {"cover": handle_cover, "transcode": handle_transcode}

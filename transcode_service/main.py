@@ -26,8 +26,9 @@ from shared.messages import JobKind
 from shared.s3 import s3_client
 from shared.settings import Settings
 from shared.topology import Topology, declare_topology
+from transcode_service.chunks import HANDLERS
 from transcode_service.consumer import JobConsumer
-from transcode_service.handlers import HANDLERS, Deps
+from transcode_service.handlers import Deps
 from transcode_service.health import create_app, health_server
 from transcode_service.lease import LeaseManager
 from transcode_service.markers import ResultMarkers
@@ -101,14 +102,16 @@ async def run(
         publisher = Publisher(publish_channel, topology, settings.rabbitmq)
         await publisher.start()
 
+        leases = LeaseManager(connection, settings.rabbitmq.prefix)
         deps = Deps(
             settings=worker,
             s3=s3,
             bucket=settings.s3.bucket,
             upload_semaphore=asyncio.Semaphore(worker.upload_concurrency),
             metrics=metrics,
+            publisher=publisher,
+            leases=leases,
         )
-        leases = LeaseManager(connection, settings.rabbitmq.prefix)
         markers = ResultMarkers(s3, settings.s3.bucket)
         concurrency_of: dict[JobKind, int] = {
             "cover": worker.cover_concurrency,

@@ -9,7 +9,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
-from shared.messages import AnyEvent, TranscodeProgress, event_routing_key
+from shared.messages import AnyEvent, AnyJob, TranscodeProgress, event_routing_key, queue_kind
 from shared.settings import RabbitMQSettings
 from shared.topology import Topology
 
@@ -37,8 +37,10 @@ class Publisher:
         self._timeout = settings.publish_timeout
         self._events: AbstractExchange | None = None
         self._dlx: AbstractExchange | None = None
+        self._jobs: AbstractExchange | None = None
 
     async def start(self) -> None:
+        self._jobs = await self._channel.get_exchange(self._topology.jobs_exchange)
         self._events = await self._channel.get_exchange(self._topology.events_exchange)
         self._dlx = await self._channel.get_exchange(self._topology.dead_letter_exchange)
 
@@ -59,6 +61,21 @@ class Publisher:
         )
         await self._events.publish(
             message, routing_key=event_routing_key(event), mandatory=True, timeout=self._timeout
+        )
+
+    async def publish_new_job(self, job: AnyJob) -> None:
+        """Queue a new job as the API's relay does (a chunk job, published by its video's
+        transcode job). The message id is the job id: the same job published twice is
+        recognisable."""
+        assert self._jobs is not None, "start() first"
+        message = aio_pika.Message(
+            body=job.to_json(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(job.job_id),
+        )
+        await self._jobs.publish(
+            message, routing_key=queue_kind(job), mandatory=True, timeout=self._timeout
         )
 
     async def publish_job(self, body: bytes, queue: str, headers: dict[str, Any]) -> None:

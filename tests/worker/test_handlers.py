@@ -33,6 +33,7 @@ async def transcode(deps: Deps, upload_source: Uploader, source: Path) -> Transc
         percents.append(percent)
 
     event = await handle_transcode(job, deps, on_progress)
+    assert isinstance(event, TranscodeSucceeded)
     assert event.video_id == job.video_id and event.job_id == job.job_id
     assert event.master_key == keys.master_playlist_key(job.video_id)
     assert percents and all(0 <= p <= 100 for p in percents)

@@ -1,0 +1,272 @@
+"""Split-and-stitch against the real RabbitMQ, S3 and ffmpeg: a clip above the threshold is
+encoded as chunks by two in-process workers, and the stitched HLS output is checked as a
+player would see it (m3u8, ffprobe, decoded timestamps)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import subprocess
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import m3u8
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from shared import keys
+from shared.messages import (
+    ChunkJob,
+    TranscodeFailed,
+    TranscodeJob,
+    TranscodeProgress,
+    TranscodeSucceeded,
+    chunk_job_id,
+)
+from shared.settings import WorkerSettings
+from shared.topology import Topology
+from tests.media import make_video
+from tests.worker.conftest import (
+    EventListener,
+    RunningWorker,
+    Uploader,
+    WorkerFactory,
+    download_tree,
+    list_keys,
+    metric_value,
+    new_video_id,
+    publish_job,
+)
+from transcode_service.chunks import ChunkPlan, media_playlist, plan_chunks, should_chunk
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+FPS = 25
+SOURCE_SECONDS = 36
+LADDER_RUNS = "video_worker_ffmpeg_ladder_runs_total"
+CHUNKED = {"chunk_min_duration": 20, "chunk_seconds": 12, "segment_seconds": 6}
+
+
+def test_plan_chunks_on_segment_borders() -> None:
+    assert plan_chunks(36.0, 12, 6) == [
+        ChunkPlan(0, 0.0, 12.0, 0),
+        ChunkPlan(1, 12.0, 12.0, 2),
+        ChunkPlan(2, 24.0, None, 4),
+    ]
+    # A remainder shorter than a segment joins the last chunk.
+    assert [p.duration for p in plan_chunks(36.04, 12, 6)] == [12.0, 12.0, None]
+    assert len(plan_chunks(42.0, 12, 6)) == 4
+    assert plan_chunks(10.0, 12, 6) == [ChunkPlan(0, 0.0, None, 0)]
+
+
+def test_chunking_is_off_by_default_and_needs_two_chunks() -> None:
+    with pytest.raises(ValueError, match="multiple of"):
+        WorkerSettings(chunk_seconds=10, segment_seconds=6)
+    assert WorkerSettings().chunk_min_duration == 0
+
+
+def test_stitched_playlist_parses_with_continuous_segments() -> None:
+    text = media_playlist([("a_00000.ts", 6.0), ("a_00001.ts", 6.0), ("a_00002.ts", 5.96)])
+    playlist = m3u8.loads(text)
+    assert playlist.is_endlist and playlist.playlist_type == "vod"
+    assert playlist.target_duration == 6
+    assert [s.uri for s in playlist.segments] == ["a_00000.ts", "a_00001.ts", "a_00002.ts"]
+
+
+def _frame_times(path: Path, stream: str) -> list[float]:
+    out = subprocess.run(
+        [
+            "ffprobe", "-v", "error", "-protocol_whitelist", "file,crypto,data",
+            "-select_streams", stream, "-show_entries", "packet=pts_time,duration_time",
+            "-of", "json", str(path),
+        ],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    packets = json.loads(out.stdout)["packets"]
+    return sorted(float(p["pts_time"]) for p in packets)
+
+
+async def _run_chunked(
+    amqp: AbstractRobustConnection,
+    topology: Topology,
+    start_worker: WorkerFactory,
+    upload_source: Uploader,
+    source: Path,
+) -> tuple[TranscodeJob, EventListener]:
+    job = TranscodeJob(
+        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
+    )
+    async with EventListener(amqp, topology) as events:
+        await publish_job(amqp, topology, job)
+        await events.wait_for(job.job_id, ("transcode_succeeded",), within=240)
+    return job, events
+
+
+async def test_long_clip_goes_online_through_chunks_on_two_workers(
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    start_worker: WorkerFactory,
+    upload_source: Uploader,
+    s3: S3Client,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    workers = [
+        await start_worker(rungs=[180, 120], progress_interval=0.2, **CHUNKED) for _ in range(2)
+    ]
+    source = make_video(
+        tmp_path / "long.mp4", width=320, height=180, duration=SOURCE_SECONDS, fps=FPS
+    )
+    job, events = await _run_chunked(amqp, declared_topology, start_worker, upload_source, source)
+    video_id = job.video_id
+    failed = [e for e in events.events if isinstance(e, TranscodeFailed)]
+    assert not failed, failed
+    done = [e for e in events.of(job.job_id) if isinstance(e, TranscodeSucceeded)]
+    assert done, "no succeeded event"
+    event = done[0]
+    assert event.video_id == video_id and [r.quality for r in event.renditions] == ["180p", "120p"]
+    assert abs(event.duration - SOURCE_SECONDS) < 0.1
+
+    # Three chunk jobs ran, spread over both workers, and reported progress on the way.
+    chunk_ids = {chunk_job_id(job.job_id, i) for i in range(3)}
+    assert chunk_job_id(job.job_id, 3) not in {e.job_id for e in events.events}
+    progress = [e for e in events.events if isinstance(e, TranscodeProgress)]
+    assert {p.job_id for p in progress} & chunk_ids
+    assert all(p.percent <= 99 for p in progress)
+    runs = [
+        metric_value(await w.settled_metrics(), LADDER_RUNS, kind="transcode_chunk")
+        for w in workers
+    ]
+    assert sum(runs) == 3, runs
+    assert all(r >= 1 for r in runs), f"one worker ran every chunk: {runs}"
+
+    # The stitched output, as a player sees it.
+    prefix = keys.processed_prefix(video_id)
+    local = await download_tree(s3, bucket, prefix, tmp_path / "out")
+    master = m3u8.load(str(local / "master.m3u8"))
+    assert master.is_variant and len(master.playlists) == 2
+    stored = set(await list_keys(s3, bucket, prefix))
+    for variant in master.playlists:
+        playlist = m3u8.load(str(local / variant.uri))
+        assert playlist.is_endlist and playlist.media_sequence == 0
+        size = variant.uri.split("/")[0].removeprefix("hls_").removesuffix("p")
+        assert [s.uri for s in playlist.segments] == [f"{size}p_{n:05d}.ts" for n in range(6)]
+        folder = prefix + variant.uri.rsplit("/", 1)[0] + "/"
+        assert all(folder + s.uri in stored for s in playlist.segments)
+        total = sum(s.duration for s in playlist.segments)
+        assert abs(total - SOURCE_SECONDS) <= 3 / FPS, total
+
+        # Timestamps continue across chunk borders: every frame one frame after the last,
+        # none missing or repeated, and the audio has no hole or overlap beyond an AAC frame.
+        video = await asyncio.to_thread(_frame_times, local / variant.uri, "v:0")
+        assert len(video) == SOURCE_SECONDS * FPS
+        steps = {round(b - a, 4) for a, b in itertools.pairwise(video)}
+        assert steps == {round(1 / FPS, 4)}, steps
+        audio = await asyncio.to_thread(_frame_times, local / variant.uri, "a:0")
+        gaps = [b - a for a, b in itertools.pairwise(audio)]
+        assert max(gaps) < 2 * 1024 / 44100 + 1e-3 and min(gaps) > 0, (min(gaps), max(gaps))
+        assert abs(audio[-1] - audio[0] - SOURCE_SECONDS) < 0.1
+
+    probe = await asyncio.to_thread(
+        subprocess.run,
+        ["ffprobe", "-v", "error", "-protocol_whitelist", "file,crypto,data", "-show_format",
+         "-of", "json", str(local / "master.m3u8")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert probe.returncode == 0 and probe.stderr == "", probe.stderr
+    decoded = float(json.loads(probe.stdout)["format"]["duration"])
+    assert abs(decoded - SOURCE_SECONDS) <= 3 / FPS + 0.05, decoded
+
+    async def duplicates(worker: RunningWorker) -> float:
+        text = await worker.metrics()
+        return metric_value(text, "video_worker_jobs_total", outcome="duplicate")
+
+    before = sum([await duplicates(w) for w in workers])
+    # A redelivered chunk changes nothing: it is acked as a duplicate (result marker).
+    async with EventListener(amqp, declared_topology) as again:
+        await publish_job(
+            amqp,
+            declared_topology,
+            ChunkJob(
+                video_id=video_id,
+                job_id=chunk_job_id(job.job_id, 1),
+                source_key=job.source_key,
+                parent_job_id=job.job_id,
+                index=1,
+                count=3,
+                start=12.0,
+                duration=12.0,
+                total_duration=event.duration,
+                segment_seconds=6,
+                first_segment=2,
+                rungs=[180, 120],
+                source_size=event.source_size,
+            ).to_json(),
+            routing_key="transcode",
+        )
+        for _ in range(600):
+            if sum([await duplicates(w) for w in workers]) > before:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the redelivered chunk was not acked as a duplicate")
+    assert set(await list_keys(s3, bucket, prefix)) == stored
+    assert not again.of(job.job_id)
+
+
+async def test_short_clip_keeps_the_single_job_path(
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    start_worker: WorkerFactory,
+    upload_source: Uploader,
+    tmp_path: Path,
+) -> None:
+    worker = await start_worker(rungs=[120], **CHUNKED)
+    source = make_video(tmp_path / "short.mp4", width=320, height=180, duration=8, fps=FPS)
+    await _run_chunked(amqp, declared_topology, start_worker, upload_source, source)
+    text = await worker.settled_metrics()
+    assert metric_value(text, LADDER_RUNS, kind="transcode_chunk") == 0
+    assert metric_value(text, LADDER_RUNS, kind="transcode") == 1
+
+
+async def test_chunk_of_a_deleted_video_fails_with_a_reason(
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    await start_worker(rungs=[120], **CHUNKED)
+    video_id = new_video_id()
+    parent = uuid.uuid4()
+    chunk = ChunkJob(
+        video_id=video_id,
+        job_id=chunk_job_id(parent, 0),
+        source_key=f"raw/{video_id}/{uuid.uuid4()}.mp4",  # deleted with its video
+        parent_job_id=parent,
+        index=0,
+        count=3,
+        start=0.0,
+        duration=12.0,
+        total_duration=36.0,
+        segment_seconds=6,
+        first_segment=0,
+        rungs=[120],
+        source_size=1,
+    )
+    async with EventListener(amqp, declared_topology) as events:
+        await publish_job(amqp, declared_topology, chunk.to_json(), routing_key="transcode")
+        failed = await events.wait_for(chunk.job_id, ("transcode_failed",))
+    assert isinstance(failed, TranscodeFailed) and failed.permanent
+    assert failed.job_kind == "transcode"
+    assert failed.reason.startswith("chunk 1 of 3: the uploaded file was not found")
+
+
+def test_should_chunk_needs_the_threshold() -> None:
+    settings = WorkerSettings.model_validate(CHUNKED)
+    assert not should_chunk(10.0, settings)
+    assert not should_chunk(15.0, settings)  # above chunk_seconds, below the threshold
+    assert should_chunk(36.0, settings)
+    assert not should_chunk(36.0, WorkerSettings())
