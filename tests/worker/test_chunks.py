@@ -5,12 +5,16 @@ player would see it (m3u8, ffprobe, decoded timestamps)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import os
+import signal
 import subprocess
 import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import m3u8
 import pytest
@@ -39,6 +43,7 @@ from tests.worker.conftest import (
     new_video_id,
     publish_job,
 )
+from tests.worker.test_process import WorkerProcess
 from transcode_service.chunks import ChunkPlan, media_playlist, plan_chunks, should_chunk
 
 if TYPE_CHECKING:
@@ -87,6 +92,48 @@ def _frame_times(path: Path, stream: str) -> list[float]:
     )  # fmt: skip
     packets = json.loads(out.stdout)["packets"]
     return sorted(float(p["pts_time"]) for p in packets)
+
+
+async def verify_stitched(s3: S3Client, bucket: str, video_id: int, dest: Path) -> set[str]:
+    """The stitched output of a 36 s clip in two rungs, as a player sees it; returns the
+    stored keys of the video."""
+    # The stitched output, as a player sees it.
+    prefix = keys.processed_prefix(video_id)
+    local = await download_tree(s3, bucket, prefix, dest)
+    master = m3u8.load(str(local / "master.m3u8"))
+    assert master.is_variant and len(master.playlists) == 2
+    stored = set(await list_keys(s3, bucket, prefix))
+    for variant in master.playlists:
+        playlist = m3u8.load(str(local / variant.uri))
+        assert playlist.is_endlist and playlist.media_sequence == 0
+        size = variant.uri.split("/")[0].removeprefix("hls_").removesuffix("p")
+        assert [s.uri for s in playlist.segments] == [f"{size}p_{n:05d}.ts" for n in range(6)]
+        folder = prefix + variant.uri.rsplit("/", 1)[0] + "/"
+        assert all(folder + s.uri in stored for s in playlist.segments)
+        total = sum(s.duration for s in playlist.segments)
+        assert abs(total - SOURCE_SECONDS) <= 3 / FPS, total
+
+        # Timestamps continue across chunk borders: every frame one frame after the last,
+        # none missing or repeated, and the audio has no hole or overlap beyond an AAC frame.
+        video = await asyncio.to_thread(_frame_times, local / variant.uri, "v:0")
+        assert len(video) == SOURCE_SECONDS * FPS
+        steps = {round(b - a, 4) for a, b in itertools.pairwise(video)}
+        assert steps == {round(1 / FPS, 4)}, steps
+        audio = await asyncio.to_thread(_frame_times, local / variant.uri, "a:0")
+        gaps = [b - a for a, b in itertools.pairwise(audio)]
+        assert max(gaps) < 2 * 1024 / 44100 + 1e-3 and min(gaps) > 0, (min(gaps), max(gaps))
+        assert abs(audio[-1] - audio[0] - SOURCE_SECONDS) < 0.1
+
+    probe = await asyncio.to_thread(
+        subprocess.run,
+        ["ffprobe", "-v", "error", "-protocol_whitelist", "file,crypto,data", "-show_format",
+         "-of", "json", str(local / "master.m3u8")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert probe.returncode == 0 and probe.stderr == "", probe.stderr
+    decoded = float(json.loads(probe.stdout)["format"]["duration"])
+    assert abs(decoded - SOURCE_SECONDS) <= 3 / FPS + 0.05, decoded
+    return stored
 
 
 async def _run_chunked(
@@ -143,42 +190,8 @@ async def test_long_clip_goes_online_through_chunks_on_two_workers(
     assert sum(runs) == 3, runs
     assert all(r >= 1 for r in runs), f"one worker ran every chunk: {runs}"
 
-    # The stitched output, as a player sees it.
+    stored = await verify_stitched(s3, bucket, video_id, tmp_path / "out")
     prefix = keys.processed_prefix(video_id)
-    local = await download_tree(s3, bucket, prefix, tmp_path / "out")
-    master = m3u8.load(str(local / "master.m3u8"))
-    assert master.is_variant and len(master.playlists) == 2
-    stored = set(await list_keys(s3, bucket, prefix))
-    for variant in master.playlists:
-        playlist = m3u8.load(str(local / variant.uri))
-        assert playlist.is_endlist and playlist.media_sequence == 0
-        size = variant.uri.split("/")[0].removeprefix("hls_").removesuffix("p")
-        assert [s.uri for s in playlist.segments] == [f"{size}p_{n:05d}.ts" for n in range(6)]
-        folder = prefix + variant.uri.rsplit("/", 1)[0] + "/"
-        assert all(folder + s.uri in stored for s in playlist.segments)
-        total = sum(s.duration for s in playlist.segments)
-        assert abs(total - SOURCE_SECONDS) <= 3 / FPS, total
-
-        # Timestamps continue across chunk borders: every frame one frame after the last,
-        # none missing or repeated, and the audio has no hole or overlap beyond an AAC frame.
-        video = await asyncio.to_thread(_frame_times, local / variant.uri, "v:0")
-        assert len(video) == SOURCE_SECONDS * FPS
-        steps = {round(b - a, 4) for a, b in itertools.pairwise(video)}
-        assert steps == {round(1 / FPS, 4)}, steps
-        audio = await asyncio.to_thread(_frame_times, local / variant.uri, "a:0")
-        gaps = [b - a for a, b in itertools.pairwise(audio)]
-        assert max(gaps) < 2 * 1024 / 44100 + 1e-3 and min(gaps) > 0, (min(gaps), max(gaps))
-        assert abs(audio[-1] - audio[0] - SOURCE_SECONDS) < 0.1
-
-    probe = await asyncio.to_thread(
-        subprocess.run,
-        ["ffprobe", "-v", "error", "-protocol_whitelist", "file,crypto,data", "-show_format",
-         "-of", "json", str(local / "master.m3u8")],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert probe.returncode == 0 and probe.stderr == "", probe.stderr
-    decoded = float(json.loads(probe.stdout)["format"]["duration"])
-    assert abs(decoded - SOURCE_SECONDS) <= 3 / FPS + 0.05, decoded
 
     async def duplicates(worker: RunningWorker) -> float:
         text = await worker.metrics()
@@ -270,3 +283,64 @@ def test_should_chunk_needs_the_threshold() -> None:
     assert not should_chunk(15.0, settings)  # above chunk_seconds, below the threshold
     assert should_chunk(36.0, settings)
     assert not should_chunk(36.0, WorkerSettings())
+
+
+@pytest.fixture
+async def spawn_chunking(settings_env: dict[str, str]) -> AsyncIterator[Callable[..., Any]]:
+    """Worker processes with chunking on; every one still running is killed at the end."""
+    started: list[WorkerProcess] = []
+
+    async def spawn(**overrides: str) -> WorkerProcess:
+        env = {
+            **settings_env,
+            "VIDEO_WORKER__HEALTH_PORT": "0",
+            "VIDEO_LOGGING__JSON_OUTPUT": "true",
+            "VIDEO_WORKER__RUNGS": "[180, 120]",
+            **{f"VIDEO_WORKER__{k.upper()}": str(v) for k, v in CHUNKED.items()},
+            **overrides,
+        }
+        worker = await WorkerProcess.start(env)
+        started.append(worker)
+        return worker
+
+    yield spawn
+    for worker in started:
+        if worker.proc.returncode is None:
+            await worker.kill()
+        for pid in worker.child_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def test_worker_killed_mid_chunk_does_not_change_the_result(
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+    spawn_chunking: Callable[..., Any],
+    upload_source: Uploader,
+    s3: S3Client,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    source = make_video(
+        tmp_path / "long.mp4", width=320, height=180, duration=SOURCE_SECONDS, fps=FPS
+    )
+    job = TranscodeJob(
+        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
+    )
+    async with EventListener(amqp, declared_topology) as events:
+        # The slow preset keeps the doomed worker's chunk running until it is killed.
+        doomed = await spawn_chunking(VIDEO_WORKER__X264_PRESET="slow")
+        await publish_job(amqp, declared_topology, job)
+        await doomed.wait_log(lambda r: r["event"] == "ffmpeg chunk started")
+        await doomed.kill()  # SIGKILL mid-chunk: no clean-up, the delivery goes back
+        survivor = await spawn_chunking()
+        await events.wait_for(job.job_id, ("transcode_succeeded",), within=240)
+        await survivor.wait_log(lambda r: r["event"] == "chunked video stitched", within=60)
+    assert not [e for e in events.events if isinstance(e, TranscodeFailed)]
+    # Every publication of the video's result is the same event (same message id).
+    results = events.of(job.job_id, "transcode_succeeded")
+    assert all(r == results[0] for r in results)
+    assert not doomed.find(lambda r: r["event"] == "chunked video stitched")
+    stored = await verify_stitched(s3, bucket, job.video_id, tmp_path / "out")
+    segments = [k for k in stored if k.endswith(".ts")]
+    assert len(segments) == 2 * 6  # two rungs, six segments each: none doubled
