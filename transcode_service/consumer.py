@@ -54,6 +54,8 @@ from transcode_service.publisher import Publisher
 log = structlog.get_logger(__name__)
 
 HEADER_LEASE_WAITS = "x-lease-waits"
+# Seconds a delivery waits for a free slot before it is sent round a delay queue.
+SLOT_WAIT = 5.0
 
 Result = CoverReady | TranscodeSucceeded | TranscodeProgress
 
@@ -179,12 +181,17 @@ class JobConsumer:
 
     async def _process_job(self, message: AbstractIncomingMessage, job: AnyJob) -> None:
         job_id = str(job.job_id)
-        if self._semaphore.locked():
-            # With prefetch == concurrency this only happens after the broker reopened the
-            # channel (consumer timeout) while earlier jobs still run: do not hold it unacked.
+        try:
+            # A slot normally frees within moments: the broker sends the next delivery as
+            # soon as the previous one is acked, while that job still releases its lease.
+            await asyncio.wait_for(self._semaphore.acquire(), SLOT_WAIT)
+        except TimeoutError:
+            # With prefetch == concurrency a longer wait only happens after the broker
+            # reopened the channel (consumer timeout) while earlier jobs still run: do not
+            # hold the delivery unacked.
             await self._defer(message, job, "no free slot")
             return
-        async with self._semaphore:
+        try:
             try:
                 acquired = await self._leases.acquire(job.kind, job_id)
             except Exception as exc:
@@ -198,6 +205,8 @@ class JobConsumer:
                 await self._run_leased(message, job)
             finally:
                 await asyncio.shield(self._leases.release(job.kind, job_id))
+        finally:
+            self._semaphore.release()
 
     async def _run_leased(self, message: AbstractIncomingMessage, job: AnyJob) -> None:
         run = _Run(attempt=_header_int(message, HEADER_ATTEMPT, 1))
