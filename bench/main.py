@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from bench import ladder, media, playlist
+from bench import chunked, ladder, media, playlist
 from bench.console import elapsed, run_scenario, say
 from bench.flow import Client, Watch
 from bench.memory import check_is_worker, peak_rss_kib
@@ -211,6 +211,9 @@ async def run() -> list[Row]:
             rows.append(Row(f"6. peak ratio big/small (source {size_ratio:.0f}x bigger)",
                             f"{mem_ratio:.2f}", f"<= {MEMORY_TARGET}",
                             verdict(mem_ratio <= MEMORY_TARGET)))  # fmt: skip
+
+            chunk_rows, raw["chunked"] = await chunked.measure(stack, session)
+            rows += chunk_rows
 
             # 8: playback of a long video costs the API little more than a short one's.
             await stack.start_worker("worker-playlist", VIDEO_WORKER__RUNGS=f"[{playlist.RUNG}]")
