@@ -52,6 +52,10 @@ async def platform(
         "VIDEO_WORKER__HEALTH_PORT": str(health_port),
         # Small rungs keep the suite fast; the default ladder is covered by worker tests.
         "VIDEO_WORKER__RUNGS": "[360, 240]",
+        # Sources of 20 s and more are transcoded in 12 s chunks (test_chunked.py); the
+        # other tests' clips are shorter.
+        "VIDEO_WORKER__CHUNK_MIN_DURATION": "20",
+        "VIDEO_WORKER__CHUNK_SECONDS": "12",
         "VIDEO_LOGGING__JSON_OUTPUT": "true",
     }
     logs = tmp_root / "e2e-logs"
