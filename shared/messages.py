@@ -80,7 +80,7 @@ class ChunkJob(_Message):
     total_duration: float = Field(gt=0)
     segment_seconds: int = Field(ge=1)
     first_segment: int = Field(ge=0)  # global number of the chunk's first segment
-    rungs: list[int] = Field(min_length=1)
+    rungs: list[Annotated[int, Field(ge=2, le=8192)]] = Field(min_length=1, max_length=16)
     source_size: int = Field(ge=0)
 
     @model_validator(mode="after")

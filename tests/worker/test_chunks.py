@@ -23,11 +23,14 @@ from aio_pika.abc import AbstractRobustConnection
 from shared import keys
 from shared.messages import (
     ChunkJob,
+    MessageError,
     TranscodeFailed,
     TranscodeJob,
     TranscodeProgress,
     TranscodeSucceeded,
     chunk_job_id,
+    parse_job,
+    queue_kind,
 )
 from shared.settings import WorkerSettings
 from shared.topology import Topology
@@ -44,7 +47,15 @@ from tests.worker.conftest import (
     publish_job,
 )
 from tests.worker.test_process import WorkerProcess
-from transcode_service.chunks import ChunkPlan, media_playlist, plan_chunks, should_chunk
+from tests.worker.test_units import info as media_info
+from transcode_service.chunks import (
+    ChunkPlan,
+    chunk_ladder_args,
+    media_playlist,
+    plan_chunks,
+    should_chunk,
+)
+from transcode_service.ladder import build_ladder_args, plan_ladder
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -79,6 +90,52 @@ def test_stitched_playlist_parses_with_continuous_segments() -> None:
     assert playlist.is_endlist and playlist.playlist_type == "vod"
     assert playlist.target_duration == 6
     assert [s.uri for s in playlist.segments] == ["a_00000.ts", "a_00001.ts", "a_00002.ts"]
+
+
+def _chunk(index: int, start: float, duration: float | None, first_segment: int) -> ChunkJob:
+    parent = uuid.uuid4()
+    return ChunkJob(
+        video_id=1,
+        job_id=chunk_job_id(parent, index),
+        source_key="raw/1/x.mp4",
+        parent_job_id=parent,
+        index=index,
+        count=3,
+        start=start,
+        duration=duration,
+        total_duration=36.0,
+        segment_seconds=6,
+        first_segment=first_segment,
+        rungs=[180, 120],
+        source_size=1,
+    )
+
+
+def test_chunk_command_is_the_ladder_on_a_time_window(tmp_path: Path) -> None:
+    settings = WorkerSettings.model_validate({**CHUNKED, "rungs": [180, 120]})
+    info = media_info(320, 180, duration=36.0)
+    rungs = plan_ladder(info, settings)
+    job = _chunk(1, 12.0, 12.0, 2)
+    args = chunk_ladder_args(tmp_path / "source", info, rungs, tmp_path, job, settings)
+    plain = build_ladder_args(tmp_path / "source", info, rungs, tmp_path, settings)
+    # The input is seeked (accurately: -ss before -i while transcoding) and cut.
+    at = args.index("-i")
+    assert args[at - 4 : at] == ["-ss", "12.000000", "-t", "12.000000"]
+    # Each HLS output continues the global numbering and timeline; nothing else changes.
+    assert args.count("-start_number") == args.count("-output_ts_offset") == len(rungs)
+    for at in (i for i, a in enumerate(args) if a == "-start_number"):
+        assert args[at : at + 5] == [
+            "-start_number", "2", "-output_ts_offset", "22.000000", "-hls_segment_filename",
+        ]  # fmt: skip
+    assert len(args) == len(plain) + 4 + 4 * len(rungs)
+    # The last chunk runs to the end of the source: no -t.
+    last = chunk_ladder_args(
+        tmp_path / "source", info, rungs, tmp_path, _chunk(2, 24.0, None, 4), settings
+    )
+    assert "-t" not in last and last[last.index("-i") - 2 : last.index("-i")] == [
+        "-ss",
+        "24.000000",
+    ]
 
 
 def _frame_times(path: Path, stream: str) -> list[float]:
@@ -344,3 +401,15 @@ async def test_worker_killed_mid_chunk_does_not_change_the_result(
     stored = await verify_stitched(s3, bucket, job.video_id, tmp_path / "out")
     segments = [k for k in stored if k.endswith(".ts")]
     assert len(segments) == 2 * 6  # two rungs, six segments each: none doubled
+
+
+def test_chunk_job_round_trips_and_is_validated() -> None:
+    job = _chunk(1, 12.0, 12.0, 2)
+    parsed = parse_job(job.to_json())
+    assert parsed == job and queue_kind(parsed) == "transcode"
+    assert job.job_id == chunk_job_id(job.parent_job_id, 1)  # deterministic per chunk
+    body = job.model_dump(mode="json")
+    bad_fields: list[dict[str, Any]] = [{"index": 3}, {"rungs": []}, {"rungs": [0]}, {"count": 1}]
+    for bad in bad_fields:
+        with pytest.raises(MessageError):
+            parse_job(json.dumps({**body, **bad}))
