@@ -46,11 +46,11 @@ from shared.messages import (
 )
 from shared.settings import WorkerSettings
 from transcode_service import handlers, storage
+from transcode_service.budget import Watchdog, cpu_budget, run_watched
 from transcode_service.errors import PermanentError, RetryableError
-from transcode_service.ffmpeg import Progress, check_result, run_process
+from transcode_service.ffmpeg import Progress, check_result
 from transcode_service.handlers import (
     LADDER_NICENESS,
-    TRUNCATION_RATIO,
     Deps,
     Handler,
     JobTimings,
@@ -65,7 +65,7 @@ from transcode_service.ladder import (
     output_fps,
     plan_ladder,
 )
-from transcode_service.probe import MediaInfo
+from transcode_service.probe import TRUNCATION_RATIO, MediaInfo
 from transcode_service.workdir import job_workdir
 
 if TYPE_CHECKING:
@@ -233,6 +233,10 @@ async def split_video(
     settings = deps.settings
     if not isinstance(job, TranscodeJob) or deps.publisher is None:
         return None
+    if info.still:
+        # One picture beside the sound: the ladder is cheap already, and a chunk would
+        # have to re-create the picture's frames from its own seek point.
+        return None
     if not should_chunk(info.duration, settings):
         return None
     plans = plan_chunks(info.duration, settings.chunk_seconds, settings.segment_seconds)
@@ -294,7 +298,8 @@ async def _encode_chunk(
     # Finished chunks, so this chunk's progress adds to theirs (the API keeps the maximum).
     done_seconds = len(await store.done_indexes()) * nominal_chunk_seconds(job)
     with job_workdir(settings.work_dir, job.kind, str(job.job_id)) as workdir:
-        source, info, _ = await handlers._fetch_and_probe(job, deps, workdir, timings)
+        # Measured like the video job's probe, so every chunk sees the same frame rate.
+        source, info, _ = await handlers._fetch_and_probe(job, deps, workdir, timings, measure=True)
         rungs = plan_ladder(info, settings)
         if [r.size for r in rungs] != job.rungs:
             raise PermanentError("the source's ladder differs from the one planned for it")
@@ -311,13 +316,19 @@ async def _encode_chunk(
 
         log.info("ffmpeg chunk started", chunk=job.index, start=job.start, length=length)
         deps.metrics.ffmpeg_runs.labels(kind=job.kind).inc()
+        # The budget of the chunk's own share of the content.
+        watchdog = Watchdog(
+            budget=cpu_budget(dataclasses.replace(info, duration=length), rungs, settings),
+            min_speed=settings.min_speed,
+            window=settings.speed_window,
+        )
         with timings.stage("ffmpeg"):
-            result = await run_process(
+            result = await run_watched(
                 ["nice", "-n", str(LADDER_NICENESS), *args],
+                watchdog,
                 time_limit=settings.ffmpeg_timeout_base + settings.ffmpeg_timeout_factor * length,
                 tool="ffmpeg-chunk",
                 max_memory_mb=settings.ffmpeg_max_memory_mb,
-                progress=True,
                 on_progress=progress,
             )
         check_result(result, "transcoding")

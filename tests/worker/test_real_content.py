@@ -182,6 +182,7 @@ async def test_stream_without_duration_in_its_header_goes_online(
         percents.append(percent)
 
     event = await handle_transcode(job, with_rungs(deps, [240]), on_progress)
+    assert isinstance(event, TranscodeSucceeded)
     assert event.duration == pytest.approx(3, abs=0.15)
     assert percents and max(percents) > 90  # progress worked: it needs the real duration
     await check_outputs(s3, bucket, event, tmp_path, audio=True)
