@@ -71,6 +71,7 @@ class ChunkJob(_Message):
 
     kind: Literal["transcode_chunk"] = "transcode_chunk"
     source_key: str = Field(min_length=1, max_length=1024)
+    source_etag: str | None = Field(default=None, max_length=128, description=_SOURCE_ETAG)
     parent_job_id: uuid.UUID
     index: int = Field(ge=0)
     count: int = Field(ge=2, le=100_000)

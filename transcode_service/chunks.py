@@ -247,6 +247,7 @@ async def split_video(
                 video_id=job.video_id,
                 job_id=chunk_job_id(job.job_id, plan.index),
                 source_key=job.source_key,
+                source_etag=job.source_etag,
                 parent_job_id=job.job_id,
                 index=plan.index,
                 count=len(plans),
