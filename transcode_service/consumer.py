@@ -54,8 +54,10 @@ from transcode_service.publisher import Publisher
 log = structlog.get_logger(__name__)
 
 HEADER_LEASE_WAITS = "x-lease-waits"
-# Seconds a delivery waits for a free slot before it is sent round a delay queue.
-SLOT_WAIT = 5.0
+# Seconds a delivery waits for a free slot before it is sent round a delay queue: enough
+# for a finished job to release its lease (a round trip), far below any consumer_timeout
+# (a delivery held unacked past it is taken back by the broker).
+SLOT_WAIT = 0.5
 
 Result = CoverReady | TranscodeSucceeded | TranscodeProgress
 
