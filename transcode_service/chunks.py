@@ -55,6 +55,7 @@ from transcode_service.handlers import (
     Handler,
     JobTimings,
     PercentCallback,
+    check_source_key,
     handle_transcode,
 )
 from transcode_service.ladder import (
@@ -66,6 +67,7 @@ from transcode_service.ladder import (
     plan_ladder,
 )
 from transcode_service.probe import TRUNCATION_RATIO, MediaInfo
+from transcode_service.sandbox import sandbox_for
 from transcode_service.workdir import job_workdir
 
 if TYPE_CHECKING:
@@ -276,6 +278,7 @@ async def handle_chunk(
     timings = timings or JobTimings()
     store = ChunkStore(deps.s3, deps.bucket, job.video_id, job.parent_job_id)
     try:
+        check_source_key(job)
         if await store.get_done(job.index) is None:
             await _encode_chunk(job, deps, store, on_progress, timings)
         return await _after_chunk(job, deps, store)
@@ -329,7 +332,7 @@ async def _encode_chunk(
                 watchdog,
                 time_limit=settings.ffmpeg_timeout_base + settings.ffmpeg_timeout_factor * length,
                 tool="ffmpeg-chunk",
-                max_memory_mb=settings.ffmpeg_max_memory_mb,
+                sandbox=sandbox_for(settings, workdir),
                 on_progress=progress,
             )
         check_result(result, "transcoding")

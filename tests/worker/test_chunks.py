@@ -200,8 +200,9 @@ async def _run_chunked(
     upload_source: Uploader,
     source: Path,
 ) -> tuple[TranscodeJob, EventListener]:
+    video_id = new_video_id()
     job = TranscodeJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
+        video_id=video_id, job_id=uuid.uuid4(), source_key=await upload_source(source, video_id)
     )
     async with EventListener(amqp, topology) as events:
         await publish_job(amqp, topology, job)
@@ -381,8 +382,9 @@ async def test_worker_killed_mid_chunk_does_not_change_the_result(
     source = make_video(
         tmp_path / "long.mp4", width=320, height=180, duration=SOURCE_SECONDS, fps=FPS
     )
+    video_id = new_video_id()
     job = TranscodeJob(
-        video_id=new_video_id(), job_id=uuid.uuid4(), source_key=await upload_source(source)
+        video_id=video_id, job_id=uuid.uuid4(), source_key=await upload_source(source, video_id)
     )
     async with EventListener(amqp, declared_topology) as events:
         # The slow preset keeps the doomed worker's chunk running until it is killed.
