@@ -20,6 +20,9 @@ import m3u8
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from harness.broker import EventListener, publish_job
+from harness.metrics import metric_value
+from harness.storage import list_keys
 from shared import keys
 from shared.messages import (
     ChunkJob,
@@ -35,19 +38,15 @@ from shared.messages import (
 from shared.settings import WorkerSettings
 from shared.topology import Topology
 from tests.media import make_video
-from tests.worker.conftest import (
-    EventListener,
+from tests.worker.media_infos import info as media_info
+from tests.worker.support import (
     RunningWorker,
     Uploader,
     WorkerFactory,
     download_tree,
-    list_keys,
-    metric_value,
     new_video_id,
-    publish_job,
 )
-from tests.worker.test_process import WorkerProcess
-from tests.worker.test_units import info as media_info
+from tests.worker.worker_process import WorkerProcess
 from transcode_service.chunks import (
     ChunkPlan,
     chunk_ladder_args,
