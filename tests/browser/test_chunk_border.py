@@ -8,7 +8,7 @@ from pathlib import Path
 
 from playwright.async_api import Page
 
-from tests.e2e.conftest import Client
+from harness.client import ApiClient
 from tests.media import make_video
 
 WITHIN_MS = 120_000
@@ -16,7 +16,7 @@ BORDERS = (12, 24)  # a 30 s clip: chunks of 12 + 12 + 6 s
 
 
 async def test_hlsjs_plays_across_chunk_borders_without_a_stall(
-    client: Client, page: Page, other_origin: str, tmp_path: Path
+    client: ApiClient, page: Page, other_origin: str, tmp_path: Path
 ) -> None:
     clip = await asyncio.to_thread(
         make_video, tmp_path / "chunked.mp4", width=640, height=360, duration=30

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import m3u8
 import pytest
 
-from tests.e2e.conftest import Client
+from harness.client import ApiClient
 from tests.media import ffprobe, make_video
 
 SECONDS = 30  # three chunks: 12 + 12 + 6
@@ -22,21 +23,18 @@ async def _text(url: str) -> str:
         return await response.text()
 
 
-async def test_long_upload_goes_online_through_chunks(client: Client, tmp_path: Path) -> None:
+async def test_long_upload_goes_online_through_chunks(client: ApiClient, tmp_path: Path) -> None:
     source = await asyncio.to_thread(
         make_video, tmp_path / "long.mp4", width=640, height=360, duration=SECONDS
     )
     video_id = await client.upload(source)
     seen: list[float] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 240
-    while True:
-        video = await client.call("GET", f"/api/v1/videos/{video_id}", 200)
-        if video["status"] != "transcoding":
-            break
-        seen.append(float(video.get("progress") or 0))
-        assert loop.time() < deadline, "still transcoding"
-        await asyncio.sleep(0.2)
+
+    def record_progress(video: dict[str, Any]) -> None:
+        if video["status"] == "transcoding":
+            seen.append(float(video.get("progress") or 0))
+
+    video = await client.wait_final(video_id, within=240, on_poll=record_progress)
 
     assert video["status"] == "online", video.get("error")
     assert seen == sorted(seen), "progress went backwards"
