@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,9 @@ from bench import media
 from bench.console import BenchError, say
 from bench.flow import Client
 from bench.report import Row, table, verdict, write_json
-from bench.stack import OUT, Service, Stack, free_port
+from bench.stack import OUT, READY_TIMEOUT, Stack, stop_service
+from harness.net import free_port
+from harness.processes import Service, worker_command
 
 RATIO_TARGET = 0.55
 PSNR_TARGET_DB = 0.5
@@ -70,16 +71,18 @@ async def start_workers(stack: Stack, count: int, chunked: bool, label: str) -> 
     workers = []
     for n in range(count):
         port = free_port()
+        name = f"{label}-{n}"
         worker = Service(
-            f"{label}-{n}",
-            [sys.executable, "-m", "transcode_service"],
+            name,
+            worker_command(),
             stack.env(VIDEO_WORKER__HEALTH_PORT=str(port), **worker_env(chunked)),
             port,
+            OUT / f"{name}.log",
         )
         worker.start()
         workers.append(worker)
     for worker in workers:
-        await worker.wait_ready()
+        await worker.wait_ready(READY_TIMEOUT)
     return workers
 
 
@@ -89,14 +92,14 @@ async def online_after(
     running = await start_workers(stack, workers, chunked, label)
     try:
         video_id = await client.upload(clip)
-        sent = await client.complete(video_id)
+        sent = await client.complete_timed(video_id)
         watch = await client.watch(video_id, sent, within=7200)
         assert watch.online is not None
         say(f"  {label}: online after {watch.online:.1f} s")
         return video_id, watch.online
     finally:
         for worker in running:
-            await worker.stop()
+            await stop_service(worker)
 
 
 async def _run(*args: str) -> str:
