@@ -9,6 +9,7 @@ durations.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -204,6 +205,12 @@ async def run_alone() -> None:
 
 
 def main() -> int:
+    # No options (the environment sizes the clip), but --help must not start the scenario.
+    argparse.ArgumentParser(
+        prog="python -m bench.chunked",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args()
     try:
         asyncio.run(run_alone())
     except BenchError as exc:
