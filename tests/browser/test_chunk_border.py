@@ -21,7 +21,9 @@ async def test_hlsjs_plays_across_chunk_borders_without_a_stall(
     clip = await asyncio.to_thread(
         make_video, tmp_path / "chunked.mp4", width=640, height=360, duration=30
     )
-    video = await client.wait_final(await client.upload(clip), within=240)
+    video_id = await client.upload(clip)
+    await client.complete(video_id)  # the harness client's upload does not complete
+    video = await client.wait_final(video_id, within=240)
     assert video["status"] == "online", video.get("error")
     await page.goto(f"{other_origin}/player.html")
     await page.evaluate("url => window.play(url)", video["playback_url"])

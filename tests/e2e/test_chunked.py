@@ -28,6 +28,7 @@ async def test_long_upload_goes_online_through_chunks(client: ApiClient, tmp_pat
         make_video, tmp_path / "long.mp4", width=640, height=360, duration=SECONDS
     )
     video_id = await client.upload(source)
+    await client.complete(video_id)  # the harness client's upload does not complete
     seen: list[float] = []
 
     def record_progress(video: dict[str, Any]) -> None:
