@@ -91,11 +91,18 @@ async def test_long_job_is_not_processed_twice_after_consumer_timeout(
     source = make_video(tmp_path / "in.mp4", width=854, height=480, duration=8)
     job = await uploaded_job(TranscodeJob, upload_source, source)
     # Two workers (two connections): the redelivered copy may reach the one holding the
-    # lease (same connection: in-process check) or the other (RESOURCE_LOCKED).
-    workers = [await start_worker(rungs=[480, 360, 240]) for _ in range(2)]
+    # lease (same connection: in-process check) or the other (RESOURCE_LOCKED). A slow preset
+    # on one thread keeps the ladder running well past the 2 s timeout even on an idle
+    # machine (veryfast finished this clip in under 2 s, before the broker looked).
+    workers = [
+        await start_worker(rungs=[480, 360, 240], x264_preset="slow", ffmpeg_threads=1)
+        for _ in range(2)
+    ]
     async with EventListener(amqp, declared_topology) as events:
         await publish_job(amqp, declared_topology, job)
-        done = await events.wait_for(job.job_id, ("transcode_succeeded", "transcode_failed"))
+        done = await events.wait_for(
+            job.job_id, ("transcode_succeeded", "transcode_failed"), within=300
+        )
         assert isinstance(done, TranscodeSucceeded)
 
         async def total(name: str, **labels: str) -> float:
