@@ -222,6 +222,15 @@ async def run_process(
     return result
 
 
+# How running out of the address-space cap shows in ffmpeg's output. An encoder that cannot
+# open is one of them: the ladder's encoder parameters are ours, not the upload's, and x264
+# fails to open without a message of its own when a thread's stack or buffers cannot be mapped
+# (seen in a container, where more threads start than on the host).
+MEMORY_SHORTAGE = re.compile(
+    r"Cannot allocate memory|malloc of size \d+ failed|Error while opening encoder"
+)
+
+
 def check_result(result: ProcessResult, what: str) -> None:
     """Raise the right error for a failed run: killed by a signal or out of disk space is the
     machine's fault (retry); any other failure is the input's (permanent)."""
@@ -235,7 +244,7 @@ def check_result(result: ProcessResult, what: str) -> None:
     output = " ".join(result.stderr_tail)
     if "No space left on device" in output:
         raise RetryableError(f"{what} failed: no space left on device")
-    if "Cannot allocate memory" in output or re.search(r"malloc of size \d+ failed", output):
+    if MEMORY_SHORTAGE.search(output):
         # Under the per-process cap the same input fails the same way again: no retry.
         raise PermanentError(
             f"{what} failed: the video needs more memory than the worker allows "

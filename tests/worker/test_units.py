@@ -226,6 +226,11 @@ def test_check_result_classifies_failures() -> None:
         )
     with pytest.raises(PermanentError, match="more memory"):
         check_result(ProcessResult(1, 1, stderr_tail=["Cannot allocate memory"]), "decoding")
+    # x264 under the cap in a container: the encoder does not open, with no message of its own.
+    opening = "Error initializing output stream 0:0 -- Error while opening encoder for output"
+    tail = [opening, "[aac @ 0x5] 2 frames left in the queue on closing"]
+    with pytest.raises(PermanentError, match="more memory"):
+        check_result(ProcessResult(1, 1, stderr_tail=tail), "transcoding")
 
 
 # --------------------------------------------------------------------------- validation
