@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from transcode_service.workdir import file_size
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef
 
 log = structlog.get_logger(__name__)
 
@@ -150,6 +151,32 @@ async def upload_files(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def exists(s3: S3Client, bucket: str, key: str) -> bool:
+    try:
+        await s3.head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        if is_not_found(exc):
+            return False
+        raise RetryableError(f"checking {key} failed: {exc}") from exc
+    except Exception as exc:
+        if transient(exc):
+            raise RetryableError(f"checking {key} failed: {exc}") from exc
+        raise
+    return True
+
+
+async def delete_keys(s3: S3Client, bucket: str, keys: Sequence[str]) -> None:
+    """Delete ``keys`` (any number: S3 takes 1000 a request)."""
+    for at in range(0, len(keys), 1000):
+        batch: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys[at : at + 1000]]
+        try:
+            await s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        except Exception as exc:
+            if transient(exc):
+                raise RetryableError(f"deleting outputs failed: {exc}") from exc
+            raise
 
 
 async def put_json(s3: S3Client, bucket: str, key: str, data: dict[str, Any]) -> None:
