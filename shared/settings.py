@@ -211,7 +211,9 @@ class WorkerSettings(BaseModel):
     # about 12 s per gigapixel; the defaults leave ample room.
     cpu_budget_base: float = Field(120.0, gt=0)
     cpu_seconds_per_gigapixel: float = Field(60.0, gt=0)
-    cpu_seconds_per_audio_second: float = Field(0.05, ge=0)
+    # ffmpeg 5.1's AAC encoder took 0.1-0.2 CPU s per second of stereo sound here; 0.5
+    # leaves the headroom of the video's share (it alone bounds an audio-only encode).
+    cpu_seconds_per_audio_second: float = Field(0.5, ge=0)
     # A ladder whose media time advances slower than min_speed x real time over a whole
     # speed_window (seconds) is stopped as stalled; min_speed 0 turns this off.
     min_speed: float = Field(0.02, ge=0)

@@ -60,6 +60,11 @@ def cpu_budget(info: MediaInfo, rungs: Sequence[Rung], settings: WorkerSettings)
     )
 
 
+def audio_cpu_budget(duration: float, settings: WorkerSettings) -> float:
+    """CPU seconds one encode of ``duration`` seconds of sound may use (chunk_audio.py)."""
+    return settings.cpu_budget_base + settings.cpu_seconds_per_audio_second * duration
+
+
 def _stat_fields(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
