@@ -83,6 +83,10 @@ class ChunkJob(_Message):
     first_segment: int = Field(ge=0)  # global number of the chunk's first segment
     rungs: list[Annotated[int, Field(ge=2, le=8192)]] = Field(min_length=1, max_length=16)
     source_size: int = Field(ge=0)
+    # Seconds from the chunk's start to the first packet of its piece of the video's audio,
+    # encoded once by the video's job (chunk_audio.py); None: no piece, the chunk encodes
+    # the source's audio itself (also a job from a worker that predates the pieces).
+    audio_offset: float | None = Field(default=None, ge=-1.0, le=1.0)
 
     @model_validator(mode="after")
     def _index_in_range(self) -> ChunkJob:

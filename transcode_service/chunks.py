@@ -45,7 +45,7 @@ from shared.messages import (
     chunk_job_id,
 )
 from shared.settings import WorkerSettings
-from transcode_service import handlers, storage
+from transcode_service import chunk_audio, handlers, storage
 from transcode_service.budget import Watchdog, cpu_budget, run_watched
 from transcode_service.errors import PermanentError, RetryableError
 from transcode_service.ffmpeg import Progress, check_result
@@ -59,6 +59,7 @@ from transcode_service.handlers import (
     handle_transcode,
 )
 from transcode_service.ladder import (
+    EncodedAudio,
     Rung,
     Variant,
     build_ladder_args,
@@ -136,14 +137,15 @@ def nominal_chunk_seconds(job: ChunkJob) -> float:
 
 def chunk_ladder_args(
     source: Path, info: MediaInfo, rungs: list[Rung], out_dir: Path, job: ChunkJob,
-    settings: WorkerSettings,
+    settings: WorkerSettings, audio: EncodedAudio | None = None,
 ) -> list[str]:  # fmt: skip
     """The one-job ladder command restricted to the chunk's time range: ``-ss``/``-t``
     before the input (an accurate seek: decoding starts at the keyframe before and frames
     before ``start`` are dropped, so the chunk starts exactly on its border), and per HLS
     output the chunk's first segment number and its place on the global timeline. The
-    forced-keyframe expression counts from the chunk's start, which is a segment border."""
-    args = build_ladder_args(source, info, rungs, out_dir, settings)
+    forced-keyframe expression counts from the chunk's start, which is a segment border.
+    ``audio`` is the chunk's piece of the video's audio, copied into every rung."""
+    args = build_ladder_args(source, info, rungs, out_dir, settings, encoded_audio=audio)
     window = ["-ss", f"{job.start:.6f}"]
     if job.duration is not None:
         window += ["-t", f"{job.duration:.6f}"]
@@ -185,6 +187,9 @@ class ChunkStore:
         self._s3 = s3
         self._bucket = bucket
         self.prefix = f"{keys.processed_prefix(video_id)}.chunks/{parent}/"
+
+    def audio_key(self, index: int) -> str:
+        return f"{self.prefix}audio/{chunk_audio.piece_name(index)}"
 
     def done_key(self, index: int) -> str:
         return f"{self.prefix}done/{index:06d}.json"
@@ -228,10 +233,11 @@ class ChunkStore:
 
 
 async def split_video(
-    job: AnyJob, deps: Deps, info: MediaInfo, size: int
+    job: AnyJob, deps: Deps, source: Path, info: MediaInfo, size: int
 ) -> TranscodeProgress | None:
-    """The hook of ``handle_transcode``: publish the chunk jobs of a long enough video and
-    return the (0 %) progress event to publish, or None to encode in this job as usual."""
+    """The hook of ``handle_transcode``: encode the audio once and store its pieces, publish
+    the chunk jobs of a long enough video and return the (0 %) progress event to publish,
+    or None to encode in this job as usual."""
     settings = deps.settings
     if not isinstance(job, TranscodeJob) or deps.publisher is None:
         return None
@@ -243,6 +249,7 @@ async def split_video(
         return None
     plans = plan_chunks(info.duration, settings.chunk_seconds, settings.segment_seconds)
     rungs = [r.size for r in plan_ladder(info, settings)]
+    offsets = await _store_audio_pieces(job, deps, source, info, plans)
     for plan in plans:
         await deps.publisher.publish_new_job(
             ChunkJob(
@@ -260,10 +267,30 @@ async def split_video(
                 first_segment=plan.first_segment,
                 rungs=rungs,
                 source_size=size,
+                audio_offset=offsets[plan.index],
             )
         )
     log.info("chunk jobs published", chunks=len(plans), chunk_seconds=settings.chunk_seconds)
     return TranscodeProgress(video_id=job.video_id, job_id=job.job_id, percent=0.0)
+
+
+async def _store_audio_pieces(
+    job: TranscodeJob, deps: Deps, source: Path, info: MediaInfo, plans: list[ChunkPlan]
+) -> list[float | None]:
+    """Each chunk's offset to its stored piece of the audio (None for all without audio).
+    Stored before any chunk job exists, so a chunk never waits for its piece."""
+    if not info.has_audio:
+        return [None] * len(plans)
+    store = ChunkStore(deps.s3, deps.bucket, job.video_id, job.job_id)
+    pieces = await chunk_audio.encode_pieces(source, info, plans, deps.settings)
+    await storage.upload_files(
+        deps.s3,
+        deps.bucket,
+        [(path, store.audio_key(i)) for i, (path, _) in enumerate(pieces)],
+        deps.upload_semaphore,
+    )
+    log.info("audio encoded once for the chunks", pieces=len(pieces))
+    return [offset for _, offset in pieces]
 
 
 # --------------------------------------------------------------------------- one chunk
@@ -310,7 +337,13 @@ async def _encode_chunk(
         out_dir = workdir / "out"
         for rung in rungs:
             (out_dir / rung.dirname).mkdir(parents=True)
-        args = chunk_ladder_args(source, info, rungs, out_dir, job, settings)
+        audio = None
+        if info.has_audio and job.audio_offset is not None:
+            piece = await chunk_audio.download_piece(
+                deps.s3, deps.bucket, store.audio_key(job.index), workdir / "audio.nut", settings
+            )
+            audio = EncodedAudio(piece, job.audio_offset, chunk_audio.PIECE_FORMAT)
+        args = chunk_ladder_args(source, info, rungs, out_dir, job, settings, audio)
 
         async def progress(p: Progress) -> None:
             if on_progress is not None:
@@ -368,6 +401,11 @@ async def _encode_chunk(
             described.append({"rung": dataclasses.asdict(rung), "segments": segments})
         with timings.stage("upload"):
             await storage.upload_files(deps.s3, deps.bucket, uploads, deps.upload_semaphore)
+        if not await storage.exists(deps.s3, deps.bucket, job.source_key):
+            # Deleted while this chunk was encoded: the API removed the video's outputs
+            # before these were written, so nobody else will.
+            await storage.delete_keys(deps.s3, deps.bucket, [key for _, key in uploads])
+            raise PermanentError("the video was deleted while the chunk was being encoded")
         # Written after every segment is stored: a done object vouches for its segments.
         await store.put_done(
             job.index,

@@ -53,7 +53,7 @@ log = structlog.get_logger(__name__)
 PercentCallback = Callable[[float], Awaitable[None]]
 # Hook of chunked transcoding (chunks.py): given the probed source, either hands the video
 # to chunk jobs and returns the event to publish, or returns None for the one-job ladder.
-Splitter = Callable[[AnyJob, "Deps", MediaInfo, int], Awaitable[TranscodeProgress | None]]
+Splitter = Callable[[AnyJob, "Deps", Path, MediaInfo, int], Awaitable[TranscodeProgress | None]]
 LADDER_NICENESS = 10
 STILL_TIMEOUT = 60.0
 
@@ -206,7 +206,7 @@ async def handle_transcode(
     settings = deps.settings
     with job_workdir(settings.work_dir, job.kind, str(job.job_id)) as workdir:
         source, info, size = await _fetch_and_probe(job, deps, workdir, timings, measure=True)
-        if splitter is not None and (handed_off := await splitter(job, deps, info, size)):
+        if splitter is not None and (handed_off := await splitter(job, deps, source, info, size)):
             return handed_off
         rungs = plan_ladder(info, settings)
         out_dir = workdir / "out"

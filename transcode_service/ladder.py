@@ -126,6 +126,24 @@ def audio_kbps(info: MediaInfo) -> int:
     return max(8, min(AUDIO_BITRATE_KBPS, 6 * info.audio_sample_rate * channels // 1000))
 
 
+def audio_encoder_args(info: MediaInfo) -> list[str]:
+    """AAC at ``audio_kbps``: mono stays mono (half the encoding work for the many mono
+    podcasts); more than two channels are mixed down to stereo."""
+    channels = min(2, info.audio_channels)
+    return ["-c:a", "aac", "-b:a", f"{audio_kbps(info)}k", "-ac", str(channels)]
+
+
+@dataclass(frozen=True)
+class EncodedAudio:
+    """Audio encoded before the ladder runs (a chunk's piece of the whole file's AAC, see
+    chunk_audio.py): every rung copies its packets instead of encoding the audio again.
+    ``offset`` is where its first packet falls on the ladder's timeline, in seconds."""
+
+    path: Path
+    offset: float
+    format: str = "nut"
+
+
 def rate_text(fps: float) -> str:
     """A frame rate as ffmpeg's exact rational: 29.97002997 -> "30000/1001"."""
     return str(Fraction(fps).limit_denominator(1001))
@@ -157,6 +175,7 @@ def build_ladder_args(
     out_dir: Path,
     settings: WorkerSettings,
     still_picture: Path | None = None,
+    encoded_audio: EncodedAudio | None = None,
 ) -> list[str]:
     """One ffmpeg process for the whole ladder: decode once, ``split``, scale per rung, one
     HLS output per rung. Keyframes are forced at every segment boundary with scene-cut
@@ -165,7 +184,8 @@ def build_ladder_args(
     Frames come out at a constant ``output_fps`` (the ``fps`` filter, which duplicates or
     drops by real timestamps). A still source (``info.still``) is given as
     ``still_picture``: that PNG is looped at ``min_fps`` for the measured duration, beside
-    the source's audio, so the first segments are written at once."""
+    the source's audio, so the first segments are written at once. With ``encoded_audio``
+    the rungs carry a copy of that audio instead of the source's, encoded per rung."""
     fps = output_fps(info, settings)
     seg = settings.segment_seconds
     gop = keyframe_interval(fps, seg)
@@ -186,6 +206,14 @@ def build_ladder_args(
         chain.append(f"fps={rate_text(fps)}")
     inputs += ["-f", info.demuxer, "-i", str(source)]
     audio_in = f"{media_in}:{'a:0' if info.audio_index is None else info.audio_index}"
+    audio_codec = audio_encoder_args(info)
+    if encoded_audio is not None:
+        inputs += [
+            "-protocol_whitelist", PROTOCOL_WHITELIST,
+            "-itsoffset", f"{encoded_audio.offset:.6f}",
+            "-f", encoded_audio.format, "-i", str(encoded_audio.path),
+        ]  # fmt: skip
+        audio_in, audio_codec = f"{media_in + 1}:a:0", ["-c:a", "copy"]
     labels = "".join(f"[s{i}]" for i in range(len(rungs)))
     chain.append(f"split={len(rungs)}{labels}")
     graph = [f"[{video_in}]{','.join(chain)}"]
@@ -216,10 +244,7 @@ def build_ladder_args(
             # audio, and the segment muxer then writes negative timestamps.
             args += ["-bf", "0"]
         if info.has_audio:
-            # Mono stays mono (half the encoding work for the many mono podcasts); more
-            # than two channels are mixed down to stereo.
-            channels = min(2, info.audio_channels)
-            args += ["-c:a", "aac", "-b:a", f"{audio_kbps(info)}k", "-ac", str(channels)]
+            args += audio_codec
         args += [
             "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
             "-threads", str(settings.ffmpeg_threads),

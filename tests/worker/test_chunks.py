@@ -4,6 +4,7 @@ player would see it (m3u8, ffprobe, decoded timestamps)."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import itertools
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,14 +49,19 @@ from tests.worker.support import (
     new_video_id,
 )
 from tests.worker.worker_process import WorkerProcess
+from transcode_service.chunk_audio import encode_pieces
 from transcode_service.chunks import (
     ChunkPlan,
     chunk_ladder_args,
+    handle_chunk,
     media_playlist,
     plan_chunks,
     should_chunk,
 )
-from transcode_service.ladder import build_ladder_args, plan_ladder
+from transcode_service.errors import PermanentError
+from transcode_service.handlers import Deps
+from transcode_service.ladder import EncodedAudio, build_ladder_args, plan_ladder
+from transcode_service.probe import probe
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -137,6 +144,47 @@ def test_chunk_command_is_the_ladder_on_a_time_window(tmp_path: Path) -> None:
     ]
 
 
+def test_chunk_command_copies_its_piece_of_the_audio(tmp_path: Path) -> None:
+    settings = WorkerSettings.model_validate({**CHUNKED, "rungs": [180, 120]})
+    info = media_info(320, 180, duration=36.0)
+    rungs = plan_ladder(info, settings)
+    piece = EncodedAudio(tmp_path / "audio.nut", 0.0107, "nut")
+    args = chunk_ladder_args(
+        tmp_path / "source", info, rungs, tmp_path, _chunk(1, 12.0, 12.0, 2), settings, piece
+    )
+    # A second input, placed on the chunk's timeline, after the seeked source...
+    inputs = [i for i, a in enumerate(args) if a == "-i"]
+    assert [args[i + 1] for i in inputs] == [str(tmp_path / "source"), str(piece.path)]
+    assert args[inputs[1] - 4 : inputs[1]] == ["-itsoffset", "0.010700", "-f", "nut"]
+    # ...copied into every rung: no rung encodes audio of its own.
+    assert args.count("1:a:0") == args.count("copy") == len(rungs)
+    assert "aac" not in args
+
+
+async def test_audio_is_encoded_once_and_cut_at_the_chunk_borders(tmp_path: Path) -> None:
+    settings = WorkerSettings.model_validate({**CHUNKED, "rungs": [120]})
+    source = make_video(tmp_path / "source.mp4", width=64, height=36, duration=36, fps=FPS)
+    info = await probe(source, settings)
+    plans = plan_chunks(info.duration, 12, 6)
+    pieces = await encode_pieces(source, info, plans, settings)
+    frame = 1024 / 44100
+    assert len(pieces) == 3
+    # The first piece starts with the encoder's priming frame, the others on the first
+    # AAC frame at or after their border.
+    assert abs(pieces[0][1] + frame) < 1e-5
+    assert all(0 <= offset < frame for _, offset in pieces[1:])
+    # One stream: each piece starts where the previous one ended, packet for packet.
+    ends: list[tuple[float, float]] = []
+    for path, _ in pieces:
+        times = await asyncio.to_thread(_frame_times, path, "a:0")
+        ends.append((times[0], times[-1]))
+        assert all(abs(b - a - frame) < 1e-5 for a, b in itertools.pairwise(times))
+    for (_, last), (first, _) in itertools.pairwise(ends):
+        assert abs(first - last - frame) < 1e-5
+    # Padded with silence to the video's duration at least.
+    assert ends[-1][1] + frame - ends[0][0] >= info.duration
+
+
 def _frame_times(path: Path, stream: str) -> list[float]:
     out = subprocess.run(
         [
@@ -148,6 +196,26 @@ def _frame_times(path: Path, stream: str) -> list[float]:
     )  # fmt: skip
     packets = json.loads(out.stdout)["packets"]
     return sorted(float(p["pts_time"]) for p in packets)
+
+
+def _window_loudness(playlist: Path, window: float = 0.005) -> dict[float, float]:
+    """Mean absolute sample of each ``window`` of the decoded (mono) audio, by its start in
+    seconds from the first sample."""
+    rate = 44100
+    out = subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-protocol_whitelist", "file,crypto,data",
+            "-i", str(playlist), "-map", "0:a:0", "-ac", "1", "-ar", str(rate),
+            "-f", "s16le", "-",
+        ],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    samples = array.array("h", out.stdout)
+    step = int(rate * window)
+    return {
+        i / rate: sum(abs(x) for x in samples[i : i + step]) / step
+        for i in range(0, len(samples) - step, step)
+    }
 
 
 async def verify_stitched(s3: S3Client, bucket: str, video_id: int, dest: Path) -> set[str]:
@@ -175,10 +243,20 @@ async def verify_stitched(s3: S3Client, bucket: str, video_id: int, dest: Path) 
         assert len(video) == SOURCE_SECONDS * FPS
         steps = {round(b - a, 4) for a, b in itertools.pairwise(video)}
         assert steps == {round(1 / FPS, 4)}, steps
+        # The audio is one AAC stream encoded once: every packet exactly one AAC frame
+        # after the previous one (to the MPEG-TS clock's tick), across borders too.
         audio = await asyncio.to_thread(_frame_times, local / variant.uri, "a:0")
         gaps = [b - a for a, b in itertools.pairwise(audio)]
-        assert max(gaps) < 2 * 1024 / 44100 + 1e-3 and min(gaps) > 0, (min(gaps), max(gaps))
+        frame = 1024 / 44100
+        assert all(abs(g - frame) <= 2 / 90000 for g in gaps), (min(gaps), max(gaps))
         assert abs(audio[-1] - audio[0] - SOURCE_SECONDS) < 0.1
+        # And it sounds continuous: the 440 Hz tone keeps its loudness through every
+        # border (an AAC encoder restarted at a border leaves ~23 ms of near-silence).
+        loudness = await asyncio.to_thread(_window_loudness, local / variant.uri)
+        steady = sorted(loudness.values())[len(loudness) // 2]
+        for border in (12.0, 24.0):
+            near = [v for t, v in loudness.items() if abs(t - border) < 0.1]
+            assert min(near) > 0.8 * steady, (border, min(near), steady)
 
     probe = await asyncio.to_thread(
         subprocess.run,
@@ -332,6 +410,39 @@ async def test_chunk_of_a_deleted_video_fails_with_a_reason(
     assert isinstance(failed, TranscodeFailed) and failed.permanent
     assert failed.job_kind == "transcode"
     assert failed.reason.startswith("chunk 1 of 3: the uploaded file was not found")
+
+
+async def test_video_deleted_mid_chunk_leaves_no_segments_behind(
+    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    source = make_video(tmp_path / "long.mp4", width=64, height=36, duration=24, fps=FPS)
+    video_id = new_video_id()
+    source_key = await upload_source(source, video_id)
+    parent = uuid.uuid4()
+    chunk = ChunkJob(
+        video_id=video_id,
+        job_id=chunk_job_id(parent, 0),
+        source_key=source_key,
+        parent_job_id=parent,
+        index=0,
+        count=2,
+        start=0.0,
+        duration=12.0,
+        total_duration=24.0,
+        segment_seconds=6,
+        first_segment=0,
+        rungs=[36],
+        source_size=source.stat().st_size,
+    )
+
+    async def delete_the_video(percent: float) -> None:
+        # What the API's delete does, while ffmpeg encodes: the upload and the outputs so far.
+        await s3.delete_object(Bucket=bucket, Key=source_key)
+
+    settings = deps.settings.model_copy(update={"segment_seconds": 6})
+    with pytest.raises(PermanentError, match="chunk 1 of 2: the video was deleted"):
+        await handle_chunk(chunk, replace(deps, settings=settings), delete_the_video)
+    assert await list_keys(s3, bucket, keys.processed_prefix(video_id)) == []
 
 
 def test_should_chunk_needs_the_threshold() -> None:
