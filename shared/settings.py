@@ -181,7 +181,9 @@ class WorkerSettings(BaseModel):
     segment_seconds: int = Field(6, ge=1)
     # Split-and-stitch: a source at least this long (seconds) is encoded as chunks of
     # chunk_seconds (a multiple of segment_seconds) by any number of workers; 0 turns it off.
-    chunk_min_duration: float = Field(0.0, ge=0)
+    # Five minutes: below that the chunks' own costs (each downloads and probes the source)
+    # weigh more than the parallelism wins back for a typical few-worker deployment.
+    chunk_min_duration: float = Field(300.0, ge=0)
     chunk_seconds: int = Field(60, ge=1)
     max_fps: int = Field(60, ge=1)
     # Output rate of sparse video and of still pictures (podcast cover art): frames are

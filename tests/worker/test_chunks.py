@@ -84,10 +84,9 @@ def test_plan_chunks_on_segment_borders() -> None:
     assert plan_chunks(10.0, 12, 6) == [ChunkPlan(0, 0.0, None, 0)]
 
 
-def test_chunking_is_off_by_default_and_needs_two_chunks() -> None:
+def test_chunk_length_is_a_multiple_of_the_segment_length() -> None:
     with pytest.raises(ValueError, match="multiple of"):
         WorkerSettings(chunk_seconds=10, segment_seconds=6)
-    assert WorkerSettings().chunk_min_duration == 0
 
 
 def test_stitched_playlist_parses_with_continuous_segments() -> None:
@@ -450,7 +449,10 @@ def test_should_chunk_needs_the_threshold() -> None:
     assert not should_chunk(10.0, settings)
     assert not should_chunk(15.0, settings)  # above chunk_seconds, below the threshold
     assert should_chunk(36.0, settings)
-    assert not should_chunk(36.0, WorkerSettings())
+    # By default, five minutes and more are chunked; 0 turns chunking off.
+    assert not should_chunk(299.0, WorkerSettings())
+    assert should_chunk(300.0, WorkerSettings())
+    assert not should_chunk(3600.0, WorkerSettings(chunk_min_duration=0))
 
 
 @pytest.fixture
