@@ -23,9 +23,9 @@ from shared.settings import WorkerSettings
 from transcode_service import storage
 from transcode_service.budget import Watchdog, audio_cpu_budget, run_watched
 from transcode_service.errors import PermanentError
-from transcode_service.ffmpeg import check_result, run_process
+from transcode_service.ffmpeg import check_result
 from transcode_service.ladder import audio_encoder_args
-from transcode_service.probe import PROBE_TIMEOUT, PROTOCOL_WHITELIST, MediaInfo
+from transcode_service.probe import PROTOCOL_WHITELIST, MediaInfo, run_ffprobe
 from transcode_service.sandbox import sandbox_for
 
 if TYPE_CHECKING:
@@ -83,13 +83,7 @@ def first_packet_args(piece: Path) -> list[str]:
 
 
 async def first_packet_time(piece: Path, settings: WorkerSettings) -> float:
-    result = await run_process(
-        first_packet_args(piece),
-        time_limit=PROBE_TIMEOUT,
-        tool="ffprobe-audio",
-        capture_stdout=True,
-        sandbox=sandbox_for(settings, piece.parent),
-    )
+    result = await run_ffprobe(first_packet_args(piece), piece, settings, "ffprobe-audio")
     check_result(result, "reading the encoded audio")
     try:
         return float(result.stdout.strip())

@@ -38,7 +38,6 @@ from shared.messages import (
     AnyJob,
     ChunkJob,
     JobKind,
-    Rendition,
     TranscodeJob,
     TranscodeProgress,
     TranscodeSucceeded,
@@ -66,6 +65,7 @@ from transcode_service.ladder import (
     build_master_playlist,
     output_fps,
     plan_ladder,
+    read_media_playlist,
 )
 from transcode_service.probe import TRUNCATION_RATIO, MediaInfo
 from transcode_service.sandbox import sandbox_for
@@ -160,20 +160,6 @@ def chunk_ladder_args(
             ]  # fmt: skip
         placed.append(arg)
     return placed
-
-
-def read_media_playlist(playlist: Path) -> list[tuple[str, float]]:
-    """(segment file name, #EXTINF duration) of a media playlist ffmpeg wrote."""
-    entries: list[tuple[str, float]] = []
-    pending: float | None = None
-    for line in playlist.read_text().splitlines():
-        line = line.strip()
-        if line.startswith("#EXTINF:"):
-            pending = float(line[len("#EXTINF:") :].split(",")[0])
-        elif line and not line.startswith("#") and pending is not None:
-            entries.append((line, pending))
-            pending = None
-    return entries
 
 
 # --------------------------------------------------------------------------- S3 state
@@ -534,16 +520,7 @@ async def _stitch(job: ChunkJob, deps: Deps, store: ChunkStore) -> TranscodeSucc
         video_id=video_id,
         job_id=job.parent_job_id,
         master_key=master_key,
-        renditions=[
-            Rendition(
-                quality=v.rung.quality,
-                width=v.rung.width,
-                height=v.rung.height,
-                bandwidth=v.bandwidth,
-                playlist_key=keys.rendition_playlist_key(video_id, v.rung.size),
-            )
-            for v in variants
-        ],
+        renditions=handlers.renditions(video_id, variants),
         duration=round(job.total_duration, 3),
         width=first["width"],
         height=first["height"],

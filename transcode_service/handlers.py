@@ -179,6 +179,20 @@ async def _still_picture(
     return dest
 
 
+def renditions(video_id: int, variants: list[Variant]) -> list[Rendition]:
+    """The succeeded event's description of each stored variant."""
+    return [
+        Rendition(
+            quality=v.rung.quality,
+            width=v.rung.width,
+            height=v.rung.height,
+            bandwidth=v.bandwidth,
+            playlist_key=keys.rendition_playlist_key(video_id, v.rung.size),
+        )
+        for v in variants
+    ]
+
+
 def ladder_timeout(info: MediaInfo, settings: WorkerSettings) -> float:
     return settings.ffmpeg_timeout_base + settings.ffmpeg_timeout_factor * info.duration
 
@@ -281,16 +295,7 @@ async def handle_transcode(
         video_id=job.video_id,
         job_id=job.job_id,
         master_key=master_key,
-        renditions=[
-            Rendition(
-                quality=v.rung.quality,
-                width=v.rung.width,
-                height=v.rung.height,
-                bandwidth=v.bandwidth,
-                playlist_key=keys.rendition_playlist_key(job.video_id, v.rung.size),
-            )
-            for v in variants
-        ],
+        renditions=renditions(job.video_id, variants),
         duration=round(info.duration, 3),
         width=info.display_width,
         height=info.display_height,

@@ -266,19 +266,27 @@ class Variant:
     uri: str  # relative to the master playlist
 
 
-def measure_playlist(playlist: Path) -> tuple[int, int, list[Path]]:
-    """(peak, average) bit rate of a media playlist's segments, measured from the files,
-    and the segment paths. Peak ignores a short final segment unless it is the only one,
-    because a fraction of a second of data says little about the sustained rate."""
-    durations: list[tuple[float, Path]] = []
+def read_media_playlist(playlist: Path) -> list[tuple[str, float]]:
+    """(segment file name, #EXTINF duration) of a media playlist ffmpeg wrote."""
+    entries: list[tuple[str, float]] = []
     pending: float | None = None
     for line in playlist.read_text().splitlines():
         line = line.strip()
         if line.startswith("#EXTINF:"):
             pending = float(line[len("#EXTINF:") :].split(",")[0])
         elif line and not line.startswith("#") and pending is not None:
-            durations.append((pending, playlist.parent / line))
+            entries.append((line, pending))
             pending = None
+    return entries
+
+
+def measure_playlist(playlist: Path) -> tuple[int, int, list[Path]]:
+    """(peak, average) bit rate of a media playlist's segments, measured from the files,
+    and the segment paths. Peak ignores a short final segment unless it is the only one,
+    because a fraction of a second of data says little about the sustained rate."""
+    durations = [
+        (seconds, playlist.parent / name) for name, seconds in read_media_playlist(playlist)
+    ]
     if not durations:
         raise ValueError(f"{playlist.name} lists no segments")
     rates = [(d, p.stat().st_size * 8 / d) for d, p in durations if d > 0 and p.exists()]

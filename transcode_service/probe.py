@@ -21,7 +21,7 @@ from typing import Any
 
 from shared.settings import WorkerSettings
 from transcode_service.errors import PermanentError
-from transcode_service.ffmpeg import check_result, run_process
+from transcode_service.ffmpeg import ProcessResult, check_result, run_process
 from transcode_service.sandbox import sandbox_for
 from transcode_service.timing import ContentTiming, scan
 from transcode_service.workdir import file_size
@@ -108,6 +108,19 @@ def probe_args(path: Path) -> list[str]:
     ]  # fmt: skip
 
 
+async def run_ffprobe(
+    args: list[str], path: Path, settings: WorkerSettings, tool: str = "ffprobe"
+) -> ProcessResult:
+    """A short ffprobe run on ``path`` with its output collected, sandboxed in its folder."""
+    return await run_process(
+        args,
+        time_limit=PROBE_TIMEOUT,
+        tool=tool,
+        capture_stdout=True,
+        sandbox=sandbox_for(settings, path.parent),
+    )
+
+
 async def probe(path: Path, settings: WorkerSettings, *, measure: bool = True) -> MediaInfo:
     """Header probe and validation, then (with ``measure``, or when the header states no
     duration) the packet scan that decides duration and frame rate."""
@@ -121,13 +134,7 @@ async def probe(path: Path, settings: WorkerSettings, *, measure: bool = True) -
 async def probe_header(path: Path, settings: WorkerSettings) -> MediaInfo:
     if file_size(path) == 0:
         raise PermanentError("the uploaded file is empty")
-    result = await run_process(
-        probe_args(path),
-        time_limit=PROBE_TIMEOUT,
-        tool="ffprobe",
-        capture_stdout=True,
-        sandbox=sandbox_for(settings, path.parent),
-    )
+    result = await run_ffprobe(probe_args(path), path, settings)
     if result.returncode != 0:
         if result.returncode > 0:
             raise PermanentError(
