@@ -97,23 +97,28 @@ def test_stitched_playlist_parses_with_continuous_segments() -> None:
     assert [s.uri for s in playlist.segments] == ["a_00000.ts", "a_00001.ts", "a_00002.ts"]
 
 
-def _chunk(index: int, start: float, duration: float | None, first_segment: int) -> ChunkJob:
-    parent = uuid.uuid4()
-    return ChunkJob(
-        video_id=1,
-        job_id=chunk_job_id(parent, index),
-        source_key="raw/1/x.mp4",
-        parent_job_id=parent,
-        index=index,
-        count=3,
-        start=start,
-        duration=duration,
-        total_duration=36.0,
-        segment_seconds=6,
-        first_segment=first_segment,
-        rungs=[180, 120],
-        source_size=1,
-    )
+def _chunk(
+    index: int, start: float, duration: float | None, first_segment: int, **fields: Any
+) -> ChunkJob:
+    """Chunk ``index`` of a 36 s video in 12 s chunks of two 6 s segments (``fields``
+    override the rest)."""
+    parent = fields.pop("parent_job_id", uuid.uuid4())
+    values: dict[str, Any] = {
+        "video_id": 1,
+        "job_id": chunk_job_id(parent, index),
+        "source_key": "raw/1/x.mp4",
+        "parent_job_id": parent,
+        "index": index,
+        "count": 3,
+        "start": start,
+        "duration": duration,
+        "total_duration": 36.0,
+        "segment_seconds": 6,
+        "first_segment": first_segment,
+        "rungs": [180, 120],
+        "source_size": 1,
+    }
+    return ChunkJob.model_validate({**values, **fields})
 
 
 def test_chunk_command_is_the_ladder_on_a_time_window(tmp_path: Path) -> None:
@@ -387,22 +392,9 @@ async def test_chunk_of_a_deleted_video_fails_with_a_reason(
 ) -> None:
     await start_worker(rungs=[120], **CHUNKED)
     video_id = new_video_id()
-    parent = uuid.uuid4()
-    chunk = ChunkJob(
-        video_id=video_id,
-        job_id=chunk_job_id(parent, 0),
-        source_key=f"raw/{video_id}/{uuid.uuid4()}.mp4",  # deleted with its video
-        parent_job_id=parent,
-        index=0,
-        count=3,
-        start=0.0,
-        duration=12.0,
-        total_duration=36.0,
-        segment_seconds=6,
-        first_segment=0,
-        rungs=[120],
-        source_size=1,
-    )
+    # Its source was deleted with its video.
+    source_key = f"raw/{video_id}/{uuid.uuid4()}.mp4"
+    chunk = _chunk(0, 0.0, 12.0, 0, video_id=video_id, source_key=source_key, rungs=[120])
     async with EventListener(amqp, declared_topology) as events:
         await publish_job(amqp, declared_topology, chunk.to_json(), routing_key="transcode")
         failed = await events.wait_for(chunk.job_id, ("transcode_failed",))
@@ -417,22 +409,10 @@ async def test_video_deleted_mid_chunk_leaves_no_segments_behind(
     source = make_video(tmp_path / "long.mp4", width=64, height=36, duration=24, fps=FPS)
     video_id = new_video_id()
     source_key = await upload_source(source, video_id)
-    parent = uuid.uuid4()
-    chunk = ChunkJob(
-        video_id=video_id,
-        job_id=chunk_job_id(parent, 0),
-        source_key=source_key,
-        parent_job_id=parent,
-        index=0,
-        count=2,
-        start=0.0,
-        duration=12.0,
-        total_duration=24.0,
-        segment_seconds=6,
-        first_segment=0,
-        rungs=[36],
-        source_size=source.stat().st_size,
-    )
+    chunk = _chunk(
+        0, 0.0, 12.0, 0, video_id=video_id, source_key=source_key, count=2,
+        total_duration=24.0, rungs=[36], source_size=source.stat().st_size,
+    )  # fmt: skip
 
     async def delete_the_video(percent: float) -> None:
         # What the API's delete does, while ffmpeg encodes: the upload and the outputs so far.
