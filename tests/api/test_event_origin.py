@@ -15,22 +15,14 @@ from tests.api.videos import Videos
 UNKNOWN = 'events_applied_total{outcome="unknown_job",type="%s"}'
 
 
-async def _metric(api: Api, needle: str) -> float:
-    text = await (await api.client.get("/metrics")).text()
-    for line in text.splitlines():
-        if line.startswith(needle):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 async def test_forged_and_crossed_events_are_ignored(
     api: Api, user: User, db: AsyncEngine, videos: Videos
 ) -> None:
     victim = await videos.uploaded(user)
     other = await videos.uploaded(user)
     other_job = await videos.issued_job(other, "transcode")
-    before = await _metric(api, UNKNOWN % "transcode_succeeded")
-    failed_before = await _metric(api, UNKNOWN % "transcode_failed")
+    before = await api.metric(UNKNOWN % "transcode_succeeded")
+    failed_before = await api.metric(UNKNOWN % "transcode_failed")
 
     # A job id nobody issued, and a real job of another video: neither touches the victim.
     await videos.publish(succeeded(victim, uuid.uuid4()))
@@ -43,11 +35,9 @@ async def test_forged_and_crossed_events_are_ignored(
         permanent=True,
     )
     await videos.publish(forged_failure)
+    await eventually(lambda: api.metric(UNKNOWN % "transcode_succeeded"), lambda v: v == before + 2)
     await eventually(
-        lambda: _metric(api, UNKNOWN % "transcode_succeeded"), lambda v: v == before + 2
-    )
-    await eventually(
-        lambda: _metric(api, UNKNOWN % "transcode_failed"), lambda v: v == failed_before + 1
+        lambda: api.metric(UNKNOWN % "transcode_failed"), lambda v: v == failed_before + 1
     )
     row = await video_row(db, victim)
     assert row is not None

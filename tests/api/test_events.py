@@ -36,14 +36,6 @@ async def _field(db: AsyncEngine, video_id: int, name: str) -> Any:
     return video[name]
 
 
-async def _metric(api: Api, needle: str) -> float:
-    text = await (await api.client.get("/metrics")).text()
-    for line in text.splitlines():
-        if line.startswith(needle):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 async def test_events_applied_once_each(
     api: Api, user: User, db: AsyncEngine, s3: S3Client, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
@@ -81,11 +73,11 @@ async def test_events_applied_once_each(
     await eventually(lambda: _field(db, video_id, "progress"), lambda p: p == 40.0)
 
     result = succeeded(video_id, transcode_job)
-    before = await _metric(api, IGNORED_SUCCESS)
+    before = await api.metric(IGNORED_SUCCESS)
     # The same event twice, as a redelivery would bring it.
     await videos.publish(result)
     await videos.publish(result)
-    await eventually(lambda: _metric(api, IGNORED_SUCCESS), lambda v: v == before + 1)
+    await eventually(lambda: api.metric(IGNORED_SUCCESS), lambda v: v == before + 1)
     sources = await rows(db, "SELECT * FROM video_sources WHERE video_id = :id", id=video_id)
     assert sorted(s["quality"] for s in sources) == ["120p", "240p"]
     video = await video_row(db, video_id)
@@ -106,11 +98,11 @@ async def test_events_applied_once_each(
     )
     await videos.publish(cover)
     await eventually(
-        lambda: _metric(api, 'events_applied_total{outcome="ignored",type="transcode_failed"}'),
+        lambda: api.metric('events_applied_total{outcome="ignored",type="transcode_failed"}'),
         lambda v: v >= 1,
     )
     await eventually(
-        lambda: _metric(api, 'events_applied_total{outcome="ignored",type="cover_ready"}'),
+        lambda: api.metric('events_applied_total{outcome="ignored",type="cover_ready"}'),
         lambda v: v >= 1,
     )
     video = await video_row(db, video_id)
@@ -141,7 +133,7 @@ async def test_failed_event_marks_video_failed(
     assert body["error"] == "transcode: not a video: no video stream"
     # A success arriving after the failure does not resurrect the video.
     await videos.publish(succeeded(video_id))
-    await eventually(lambda: _metric(api, IGNORED_SUCCESS), lambda v: v >= 1)
+    await eventually(lambda: api.metric(IGNORED_SUCCESS), lambda v: v >= 1)
     assert await _field(db, video_id, "status") == "failed"
     assert await rows(db, "SELECT id FROM video_sources WHERE video_id = :id", id=video_id) == []
 
@@ -149,14 +141,14 @@ async def test_failed_event_marks_video_failed(
 async def test_malformed_event_is_dead_lettered(
     api: Api, amqp: AbstractRobustConnection, declared_topology: Topology
 ) -> None:
-    before = await _metric(api, 'dead_letters_seen_total{kind="other"}')
+    before = await api.metric('dead_letters_seen_total{kind="other"}')
     channel = await amqp.channel()
     exchange = await channel.get_exchange(declared_topology.events_exchange)
     await exchange.publish(aio_pika.Message(b'{"schema_version": 99}'), "event.bogus")
     await channel.close()
     # The API rejected it without requeue; the watch copy of the dead letter comes back.
     await eventually(
-        lambda: _metric(api, 'dead_letters_seen_total{kind="other"}'),
+        lambda: api.metric('dead_letters_seen_total{kind="other"}'),
         lambda v: v == before + 1,
     )
     resp = await api.client.get("/healthz")

@@ -162,10 +162,9 @@ async def test_a_client_that_goes_away_ends_its_stream_cleanly(
     route = 'route="/api/v1/videos/{video_id}/events"'
 
     async def ended(status: str) -> float:
-        text = await (await replica.client.get("/metrics")).text()
-        needle = f'http_requests_total{{method="GET",{route},status="{status}"}}'
-        lines = [line for line in text.splitlines() if line.startswith(needle)]
-        return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+        return await replica.metric(
+            f'http_requests_total{{method="GET",{route},status="{status}"}}'
+        )
 
     before = await ended("499")
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
