@@ -8,7 +8,7 @@ worker outlives the package that started it), and tests import ``Platform`` from
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -23,6 +23,27 @@ from shared.topology import Topology
 
 # Importing the whole app on a machine busy with other work can take long.
 START_WITHIN = 120.0
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Free ports for the processes a test starts: the API's, and a worker's health server's."""
+
+    api: int = field(default_factory=free_port)
+    health: int = field(default_factory=free_port)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api}"
+
+    def env(self) -> dict[str, str]:
+        """The settings that put the processes on these ports; the links the API hands out
+        point at its own."""
+        return {
+            "VIDEO_SERVER__PORT": str(self.api),
+            "VIDEO_SERVER__PUBLIC_BASE_URL": self.api_url,
+            "VIDEO_WORKER__HEALTH_PORT": str(self.health),
+        }
 
 
 @dataclass
@@ -43,13 +64,10 @@ async def platform(
 ) -> AsyncIterator[Platform]:
     """Started for the requesting package only, so its processes never consume the queues
     that later test packages use; whatever it left queued is purged when it stops."""
-    api_port, health_port = free_port(), free_port()
-    base_url = f"http://127.0.0.1:{api_port}"
+    ports = Ports()
     env = {
         **settings_env,
-        "VIDEO_SERVER__PORT": str(api_port),
-        "VIDEO_SERVER__PUBLIC_BASE_URL": base_url,
-        "VIDEO_WORKER__HEALTH_PORT": str(health_port),
+        **ports.env(),
         # Small rungs keep the suite fast; the default ladder is covered by worker tests.
         "VIDEO_WORKER__RUNGS": "[360, 240]",
         # Sources of 20 s and more are transcoded in 12 s chunks (test_chunked.py); the
@@ -60,14 +78,14 @@ async def platform(
     }
     logs = tmp_root / "e2e-logs"
     logs.mkdir(exist_ok=True)
-    api = Service("api", api_command(), env, api_port, logs / "api.log")
-    worker = Service("worker", worker_command(), env, health_port, logs / "worker.log")
+    api = Service("api", api_command(), env, ports.api, logs / "api.log")
+    worker = Service("worker", worker_command(), env, ports.health, logs / "worker.log")
     try:
         api.start()
         worker.start()
         await api.wait_ready(START_WITHIN)
         await worker.wait_ready(START_WITHIN)
-        yield Platform(base_url, api, worker)
+        yield Platform(ports.api_url, api, worker)
     finally:
         await worker.stop()
         await api.stop()

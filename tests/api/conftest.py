@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
+import pytest
 import pytest_asyncio
 from aio_pika.abc import AbstractRobustConnection
 from pydantic import SecretStr
@@ -23,6 +24,7 @@ from shared.settings import Settings
 from shared.topology import Topology
 from tests.api.proxy import TcpProxy
 from tests.api.support import Api, JobTap, User, start_api, with_overrides
+from tests.api.videos import Videos
 from tests.media import make_video
 
 if TYPE_CHECKING:
@@ -105,6 +107,18 @@ async def clip(tmp_root: Path) -> Path:
     if not path.exists():
         await asyncio.to_thread(make_video, path, duration=2.0, audio=True)
     return path
+
+
+@pytest.fixture(scope="package")
+def videos(
+    api: Api,
+    db: AsyncEngine,
+    s3: S3Client,
+    clip: Path,
+    amqp: AbstractRobustConnection,
+    declared_topology: Topology,
+) -> Videos:
+    return Videos(api, db, s3, clip, amqp, declared_topology)
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")

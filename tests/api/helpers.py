@@ -37,9 +37,9 @@ async def complete(api: Api, user: User, video_id: int) -> tuple[int, dict[str, 
     return status, body
 
 
-async def uploaded_video(api: Api, user: User, path: Path) -> int:
+async def uploaded_video(api: Api, user: User, path: Path, **initiate_fields: Any) -> int:
     """A video in status transcoding: initiated, uploaded with curl and completed."""
-    init = await initiate(api, user, path.name)
+    init = await initiate(api, user, path.name, **initiate_fields)
     await upload(path, init["upload_url"])
     status, body = await complete(api, user, init["video_id"])
     assert status == 202, body

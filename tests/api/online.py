@@ -1,27 +1,12 @@
-"""A video made online through the real event path, with hand-written playlists in S3 (no
-encode): enough for visibility and playlist-signing tests, and any segment count."""
+"""Hand-written playlists in S3 for a video made online without an encode: enough for
+visibility and playlist-signing tests, and any segment count."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aio_pika.abc import AbstractRobustConnection
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from harness.broker import publish_event
-from harness.polling import eventually
 from shared.keys import master_playlist_key, processed_prefix, rendition_playlist_key
-from shared.messages import Rendition, TranscodeSucceeded
-from shared.topology import Topology
-from tests.api.helpers import (
-    complete,
-    initiate,
-    issued_job,
-    upload,
-    video_row,
-)
-from tests.api.support import Api, User
+from shared.messages import Rendition
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -42,24 +27,9 @@ def variant_text(segments: int) -> str:
     return "\n".join([*lines, "#EXT-X-ENDLIST"]) + "\n"
 
 
-async def online_video(
-    api: Api,
-    user: User,
-    db: AsyncEngine,
-    s3: S3Client,
-    clip: Path,
-    amqp: AbstractRobustConnection,
-    topology: Topology,
-    *,
-    segments: int = 3,
-    **initiate_fields: Any,
-) -> int:
-    init = await initiate(api, user, clip.name, **initiate_fields)
-    video_id: int = init["video_id"]
-    await upload(clip, init["upload_url"])
-    status, body = await complete(api, user, video_id)
-    assert status == 202, body
-    bucket = api.settings.s3.bucket
+async def put_playlists(s3: S3Client, bucket: str, video_id: int, segments: int) -> Rendition:
+    """A master and one 240p variant of ``segments`` segments, at the keys the worker writes
+    (the segments themselves are not there); returns the variant's rendition."""
     variant_key = rendition_playlist_key(video_id, 240)
     master = (
         "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=320x240\n"
@@ -68,29 +38,6 @@ async def online_video(
     )
     await s3.put_object(Bucket=bucket, Key=master_playlist_key(video_id), Body=master.encode())
     await s3.put_object(Bucket=bucket, Key=variant_key, Body=variant_text(segments).encode())
-    event = TranscodeSucceeded(
-        video_id=video_id,
-        job_id=await issued_job(db, video_id, "transcode"),
-        master_key=master_playlist_key(video_id),
-        renditions=[
-            Rendition(
-                quality="240p",
-                width=320,
-                height=240,
-                bandwidth=400_000,
-                playlist_key=variant_key,
-            )
-        ],
-        duration=float(segments * SEGMENT_SECONDS),
-        width=320,
-        height=240,
-        source_size=1,
+    return Rendition(
+        quality="240p", width=320, height=240, bandwidth=400_000, playlist_key=variant_key
     )
-    await publish_event(amqp, topology, event)
-
-    async def status_of() -> Any:
-        found = await video_row(db, video_id)
-        return found and found["status"]
-
-    await eventually(status_of, lambda s: s == "online")
-    return video_id

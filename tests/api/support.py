@@ -37,6 +37,15 @@ class Api:
         client.account = user
         return client
 
+    async def metric(self, sample: str) -> float:
+        """The value of the first line of /metrics that starts with ``sample`` (a name with
+        its labels); 0 while the app has not counted it yet."""
+        text = await (await self.client.get("/metrics")).text()
+        for line in text.splitlines():
+            if line.startswith(sample):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     async def register(self, nickname: str = "tester") -> User:
         # The e-mail is made apart from the nickname: a nickname may hold any Unicode text.
         email = f"u{uuid.uuid4().hex[:12]}@example.com"

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from harness.broker import publish_event
 from harness.polling import eventually
 from shared.keys import cover_key, raw_prefix, video_prefixes
 from shared.messages import CoverReady
-from shared.topology import Topology
-from tests.api.helpers import issued_job, rows, succeeded, uploaded_video, video_row
+from tests.api.helpers import rows, video_row
 from tests.api.support import Api, User
+from tests.api.videos import Videos
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -29,30 +26,14 @@ async def _keys(s3: S3Client, bucket: str, video_id: int) -> list[str]:
 
 
 async def test_delete_removes_objects_and_rows(
-    api: Api,
-    user: User,
-    db: AsyncEngine,
-    s3: S3Client,
-    clip: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    api: Api, user: User, db: AsyncEngine, s3: S3Client, videos: Videos
 ) -> None:
     bucket = api.settings.s3.bucket
-    video_id = await uploaded_video(api, user, clip)
+    video_id = await videos.uploaded(user)
     prefix = f"processed/{video_id}/"
     for name in ("cover.jpg", "master.m3u8", "hls_240p/240p.m3u8", "hls_240p/240p_00000.ts"):
         await s3.put_object(Bucket=bucket, Key=prefix + name, Body=b"x")
-    await publish_event(
-        amqp,
-        declared_topology,
-        succeeded(
-            video_id,
-            await issued_job(db, video_id, "transcode"),
-            heights=(240,),
-            duration=1,
-            source_size=1,
-        ),
-    )
+    await videos.succeed(video_id, heights=(240,), duration=1, source_size=1)
     await eventually(
         lambda: rows(db, "SELECT id FROM video_sources WHERE video_id = :id", id=video_id),
         lambda r: len(r) == 1,
@@ -71,32 +52,20 @@ async def test_delete_removes_objects_and_rows(
 
 
 async def test_job_finishing_after_delete_is_harmless(
-    api: Api,
-    user: User,
-    db: AsyncEngine,
-    s3: S3Client,
-    clip: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    api: Api, user: User, db: AsyncEngine, s3: S3Client, videos: Videos
 ) -> None:
     bucket = api.settings.s3.bucket
-    video_id = await uploaded_video(api, user, clip)
+    video_id = await videos.uploaded(user)
     # Sent to the worker before the delete: its late event is legitimate.
-    cover_job = await issued_job(db, video_id, "cover")
+    cover_job = await videos.issued_job(video_id, "cover")
     resp = await api.client.delete(f"/api/v1/videos/{video_id}", headers=user.headers)
     assert resp.status == 204
     assert await _keys(s3, bucket, video_id) == []
 
     # The cover job was still running: it uploads its output and reports back.
     await s3.put_object(Bucket=bucket, Key=cover_key(video_id), Body=b"late")
-    await publish_event(
-        amqp,
-        declared_topology,
-        CoverReady(
-            video_id=video_id,
-            job_id=cover_job,
-            cover_key=cover_key(video_id),
-        ),
+    await videos.publish(
+        CoverReady(video_id=video_id, job_id=cover_job, cover_key=cover_key(video_id))
     )
     await eventually(lambda: _keys(s3, bucket, video_id), lambda keys: keys == [])
     assert await video_row(db, video_id) is None

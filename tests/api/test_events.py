@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
@@ -10,7 +9,6 @@ import aiohttp
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from harness.broker import publish_event
 from harness.polling import eventually
 from shared.keys import cover_key, master_playlist_key
 from shared.messages import (
@@ -21,8 +19,9 @@ from shared.messages import (
     TranscodeProgress,
 )
 from shared.topology import HEADER_FAILURE_REASON, Topology
-from tests.api.helpers import issued_job, rows, succeeded, uploaded_video, video_row
+from tests.api.helpers import rows, succeeded, video_row
 from tests.api.support import Api, User
+from tests.api.videos import Videos
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -37,29 +36,14 @@ async def _field(db: AsyncEngine, video_id: int, name: str) -> Any:
     return video[name]
 
 
-async def _metric(api: Api, needle: str) -> float:
-    text = await (await api.client.get("/metrics")).text()
-    for line in text.splitlines():
-        if line.startswith(needle):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 async def test_events_applied_once_each(
-    api: Api,
-    user: User,
-    db: AsyncEngine,
-    s3: S3Client,
-    clip: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    http: aiohttp.ClientSession,
+    api: Api, user: User, db: AsyncEngine, s3: S3Client, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
-    video_id = await uploaded_video(api, user, clip)
+    video_id = await videos.uploaded(user)
     bucket = api.settings.s3.bucket
     await s3.put_object(Bucket=bucket, Key=cover_key(video_id), Body=b"\xff\xd8fake-jpeg")
 
-    job_id = await issued_job(db, video_id, "cover")
+    job_id = await videos.issued_job(video_id, "cover")
     cover = CoverReady(
         video_id=video_id,
         job_id=job_id,
@@ -68,7 +52,7 @@ async def test_events_applied_once_each(
         width=320,
         height=240,
     )
-    await publish_event(amqp, declared_topology, cover)
+    await videos.publish(cover)
     await eventually(lambda: _field(db, video_id, "cover_key"), lambda v: v is not None)
     resp = await api.client.get(f"/api/v1/videos/{video_id}", headers=user.headers)
     body = await resp.json()
@@ -81,26 +65,19 @@ async def test_events_applied_once_each(
     async with http.get(body["cover_url"].split("?")[0]) as unsigned:
         assert unsigned.status == 403
 
-    transcode_job = await issued_job(db, video_id, "transcode")
+    transcode_job = await videos.issued_job(video_id, "transcode")
     for percent in (40.0, 20.0):  # progress never moves backwards
-        await publish_event(
-            amqp,
-            declared_topology,
-            TranscodeProgress(video_id=video_id, job_id=transcode_job, percent=percent),
+        await videos.publish(
+            TranscodeProgress(video_id=video_id, job_id=transcode_job, percent=percent)
         )
     await eventually(lambda: _field(db, video_id, "progress"), lambda p: p == 40.0)
 
     result = succeeded(video_id, transcode_job)
-    before = await _metric(
-        api, 'events_applied_total{outcome="ignored",type="transcode_succeeded"}'
-    )
+    before = await api.metric(IGNORED_SUCCESS)
     # The same event twice, as a redelivery would bring it.
-    await publish_event(amqp, declared_topology, result)
-    await publish_event(amqp, declared_topology, result)
-    await eventually(
-        lambda: _metric(api, 'events_applied_total{outcome="ignored",type="transcode_succeeded"}'),
-        lambda v: v == before + 1,
-    )
+    await videos.publish(result)
+    await videos.publish(result)
+    await eventually(lambda: api.metric(IGNORED_SUCCESS), lambda v: v == before + 1)
     sources = await rows(db, "SELECT * FROM video_sources WHERE video_id = :id", id=video_id)
     assert sorted(s["quality"] for s in sources) == ["120p", "240p"]
     video = await video_row(db, video_id)
@@ -109,29 +86,23 @@ async def test_events_applied_once_each(
     assert video["duration"] == 2.0 and video["master_key"] == master_playlist_key(video_id)
 
     # Late events change nothing: a progress, a failure, a cover again.
-    await publish_event(
-        amqp,
-        declared_topology,
-        TranscodeProgress(video_id=video_id, job_id=transcode_job, percent=50.0),
-    )
-    await publish_event(
-        amqp,
-        declared_topology,
+    await videos.publish(TranscodeProgress(video_id=video_id, job_id=transcode_job, percent=50.0))
+    await videos.publish(
         TranscodeFailed(
             video_id=video_id,
             job_id=transcode_job,
             job_kind="transcode",
             reason="late",
             permanent=True,
-        ),
+        )
     )
-    await publish_event(amqp, declared_topology, cover)
+    await videos.publish(cover)
     await eventually(
-        lambda: _metric(api, 'events_applied_total{outcome="ignored",type="transcode_failed"}'),
+        lambda: api.metric('events_applied_total{outcome="ignored",type="transcode_failed"}'),
         lambda v: v >= 1,
     )
     await eventually(
-        lambda: _metric(api, 'events_applied_total{outcome="ignored",type="cover_ready"}'),
+        lambda: api.metric('events_applied_total{outcome="ignored",type="cover_ready"}'),
         lambda v: v >= 1,
     )
     video = await video_row(db, video_id)
@@ -151,53 +122,33 @@ async def test_events_applied_once_each(
 
 
 async def test_failed_event_marks_video_failed(
-    api: Api,
-    user: User,
-    db: AsyncEngine,
-    clip: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    api: Api, user: User, db: AsyncEngine, videos: Videos
 ) -> None:
-    video_id = await uploaded_video(api, user, clip)
-    await publish_event(
-        amqp,
-        declared_topology,
-        TranscodeFailed(
-            video_id=video_id,
-            job_id=await issued_job(db, video_id, "transcode"),
-            job_kind="transcode",
-            reason="not a video: no video stream",
-            permanent=True,
-        ),
-    )
+    video_id = await videos.uploaded(user)
+    await videos.fail(video_id, "not a video: no video stream")
     await eventually(lambda: _field(db, video_id, "status"), lambda s: s == "failed")
     resp = await api.client.get(f"/api/v1/videos/{video_id}", headers=user.headers)
     body = await resp.json()
     assert body["status"] == "failed"
     assert body["error"] == "transcode: not a video: no video stream"
     # A success arriving after the failure does not resurrect the video.
-    await publish_event(amqp, declared_topology, succeeded(video_id))
-    await eventually(
-        lambda: _metric(api, 'events_applied_total{outcome="ignored",type="transcode_succeeded"}'),
-        lambda v: v >= 1,
-    )
+    await videos.publish(succeeded(video_id))
+    await eventually(lambda: api.metric(IGNORED_SUCCESS), lambda v: v >= 1)
     assert await _field(db, video_id, "status") == "failed"
     assert await rows(db, "SELECT id FROM video_sources WHERE video_id = :id", id=video_id) == []
 
 
 async def test_malformed_event_is_dead_lettered(
-    api: Api,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    api: Api, amqp: AbstractRobustConnection, declared_topology: Topology
 ) -> None:
-    before = await _metric(api, 'dead_letters_seen_total{kind="other"}')
+    before = await api.metric('dead_letters_seen_total{kind="other"}')
     channel = await amqp.channel()
     exchange = await channel.get_exchange(declared_topology.events_exchange)
     await exchange.publish(aio_pika.Message(b'{"schema_version": 99}'), "event.bogus")
     await channel.close()
     # The API rejected it without requeue; the watch copy of the dead letter comes back.
     await eventually(
-        lambda: _metric(api, 'dead_letters_seen_total{kind="other"}'),
+        lambda: api.metric('dead_letters_seen_total{kind="other"}'),
         lambda v: v == before + 1,
     )
     resp = await api.client.get("/healthz")
@@ -205,19 +156,18 @@ async def test_malformed_event_is_dead_lettered(
 
 
 async def test_dead_lettered_job_fails_video(
-    api: Api,
     user: User,
     db: AsyncEngine,
-    clip: Path,
+    videos: Videos,
     amqp: AbstractRobustConnection,
     declared_topology: Topology,
 ) -> None:
-    with_reason = await uploaded_video(api, user, clip)
+    with_reason = await videos.uploaded(user)
     channel = await amqp.channel()
     dlx = await channel.get_exchange(declared_topology.dead_letter_exchange)
     job = CoverJob(
         video_id=with_reason,
-        job_id=await issued_job(db, with_reason, "cover"),
+        job_id=await videos.issued_job(with_reason, "cover"),
         source_key="raw/x/y.mp4",
     )
     await dlx.publish(
@@ -229,12 +179,12 @@ async def test_dead_lettered_job_fails_video(
 
     # The broker's own delivery limit: a job that keeps coming back (a crashing worker)
     # is dead-lettered by RabbitMQ, and the API fails its video.
-    crashing = await uploaded_video(api, user, clip)
+    crashing = await videos.uploaded(user)
     queue = await channel.declare_queue(declared_topology.transcode_queue, passive=True)
     await queue.purge()
     poison = TranscodeJob(
         video_id=crashing,
-        job_id=await issued_job(db, crashing, "transcode"),
+        job_id=await videos.issued_job(crashing, "transcode"),
         source_key="raw/x/y.mp4",
     )
     jobs = await channel.get_exchange(declared_topology.jobs_exchange)

@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest_asyncio
-from aio_pika.abc import AbstractRobustConnection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api_service.auth.tokens import issue_events_token, issue_playback_token
-from harness.broker import publish_event
 from harness.polling import eventually
 from shared.keys import cover_key
-from shared.messages import CoverReady, TranscodeFailed, TranscodeProgress
-from shared.topology import Topology
-from tests.api.helpers import issued_job, succeeded, uploaded_video
+from shared.messages import CoverReady, TranscodeProgress
+from tests.api.helpers import succeeded
 from tests.api.support import Api, User, start_api, with_overrides
+from tests.api.videos import Videos
 from tests.sse import SseStream
 
 if TYPE_CHECKING:
@@ -55,20 +51,12 @@ async def _video(api: Api, user: User, video_id: int) -> dict[str, Any]:
 
 
 async def test_stream_reports_status_cover_progress_and_online_then_ends(
-    api: Api,
-    replica: Api,
-    user: User,
-    db: AsyncEngine,
-    s3: S3Client,
-    clip: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    http: aiohttp.ClientSession,
+    api: Api, replica: Api, user: User, s3: S3Client, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
-    video_id = await uploaded_video(api, user, clip)
+    video_id = await videos.uploaded(user)
     # The API applies only events of the jobs it issued for the video.
-    cover_job = await issued_job(db, video_id, "cover")
-    job = await issued_job(db, video_id, "transcode")
+    cover_job = await videos.issued_job(video_id, "cover")
+    job = await videos.issued_job(video_id, "transcode")
     video = await _video(api, user, video_id)
     assert video["events_url"].startswith(f"{api.base_url}/api/v1/videos/{video_id}/events?token=")
     url = _on(replica, video["events_url"])
@@ -82,21 +70,15 @@ async def test_stream_reports_status_cover_progress_and_online_then_ends(
         await s3.put_object(
             Bucket=api.settings.s3.bucket, Key=cover_key(video_id), Body=b"\xff\xd8jpeg"
         )
-        await publish_event(
-            amqp,
-            declared_topology,
-            CoverReady(video_id=video_id, job_id=cover_job, cover_key=cover_key(video_id)),
+        await videos.publish(
+            CoverReady(video_id=video_id, job_id=cover_job, cover_key=cover_key(video_id))
         )
         cover = await stream.next()
         assert cover.event == "cover"
         async with http.get(cover.json()["cover_url"]) as image:
             assert image.status == 200 and await image.read() == b"\xff\xd8jpeg"
 
-        await publish_event(
-            amqp,
-            declared_topology,
-            TranscodeProgress(video_id=video_id, job_id=job, percent=40.0),
-        )
+        await videos.publish(TranscodeProgress(video_id=video_id, job_id=job, percent=40.0))
         progress = await stream.next()
         assert progress.event == "progress"
         assert progress.json() == {"status": "transcoding", "progress": 40.0}
@@ -107,7 +89,7 @@ async def test_stream_reports_status_cover_progress_and_online_then_ends(
             assert not line or line.startswith(b":"), line
             heartbeats += bool(line)
 
-        await publish_event(amqp, declared_topology, succeeded(video_id, job))
+        await videos.publish(succeeded(video_id, job))
         online = await stream.next()
         assert online.event == "online" and online.id == "online"
         assert online.json()["status"] == "online"
@@ -130,27 +112,14 @@ async def test_stream_reports_status_cover_progress_and_online_then_ends(
 
 
 async def test_failed_video_ends_the_stream_with_the_reason(
-    api: Api,
-    user: User,
-    db: AsyncEngine,
-    clip: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    http: aiohttp.ClientSession,
+    api: Api, user: User, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
-    video_id = await uploaded_video(api, user, clip)
+    video_id = await videos.uploaded(user)
     video = await _video(api, user, video_id)
     async with asyncio.timeout(WITHIN), http.get(video["events_url"]) as resp:
         stream = SseStream(resp)
         assert (await stream.next()).event == "status"
-        failure = TranscodeFailed(
-            video_id=video_id,
-            job_id=await issued_job(db, video_id, "transcode"),
-            job_kind="transcode",
-            reason="the file is not a video",
-            permanent=True,
-        )
-        await publish_event(amqp, declared_topology, failure)
+        await videos.fail(video_id, "the file is not a video")
         failed = await stream.next()
         assert failed.event == "failed"
         assert failed.json()["error"].endswith("the file is not a video")
@@ -158,9 +127,9 @@ async def test_failed_video_ends_the_stream_with_the_reason(
 
 
 async def test_stream_needs_its_own_video_scoped_token(
-    api: Api, user: User, clip: Path, http: aiohttp.ClientSession
+    api: Api, user: User, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
-    video_id = await uploaded_video(api, user, clip)
+    video_id = await videos.uploaded(user)
     base = f"{api.base_url}/api/v1/videos/{video_id}/events"
     auth = api.settings.auth
     cases = {
@@ -186,17 +155,16 @@ async def test_stream_needs_its_own_video_scoped_token(
 
 
 async def test_a_client_that_goes_away_ends_its_stream_cleanly(
-    api: Api, replica: Api, user: User, clip: Path
+    api: Api, replica: Api, user: User, videos: Videos
 ) -> None:
-    video_id = await uploaded_video(api, user, clip)
+    video_id = await videos.uploaded(user)
     url = _on(replica, (await _video(api, user, video_id))["events_url"])
     route = 'route="/api/v1/videos/{video_id}/events"'
 
     async def ended(status: str) -> float:
-        text = await (await replica.client.get("/metrics")).text()
-        needle = f'http_requests_total{{method="GET",{route},status="{status}"}}'
-        lines = [line for line in text.splitlines() if line.startswith(needle)]
-        return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+        return await replica.metric(
+            f'http_requests_total{{method="GET",{route},status="{status}"}}'
+        )
 
     before = await ended("499")
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
@@ -207,12 +175,12 @@ async def test_a_client_that_goes_away_ends_its_stream_cleanly(
 
 
 async def test_a_stream_ends_after_its_lifetime_and_a_reconnect_resumes(
-    api: Api, user: User, clip: Path, http: aiohttp.ClientSession
+    api: Api, user: User, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
     settings = with_overrides(api.settings, server={"events_max_seconds": 1.0})
     short = await start_api(settings, run_relay=False, run_consumers=False)
     try:
-        video_id = await uploaded_video(api, user, clip)
+        video_id = await videos.uploaded(user)
         url = _on(short, (await _video(api, user, video_id))["events_url"])
         async with asyncio.timeout(WITHIN), http.get(url) as resp:
             events = [e async for e in SseStream(resp).events()]

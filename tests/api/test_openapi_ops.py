@@ -105,6 +105,19 @@ def _start_api_failing(env: dict[str, str]) -> list[str]:
     return proc.stderr.strip().splitlines()
 
 
+async def _python_module(module: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """``python -m module`` from the repository root, its stderr piped for the test to read."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 def test_refuses_default_secret_outside_development(settings_env: dict[str, str]) -> None:
     lines = _start_api_failing({**settings_env, "VIDEO_SERVER__ENVIRONMENT": "production"})
     assert len(lines) == 1 and "auth.jwt_secret" in lines[0]
@@ -123,15 +136,7 @@ async def test_process_serves_and_shuts_down_gracefully(
         "VIDEO_LOGGING__JSON_OUTPUT": "true",
         "PYTHONUNBUFFERED": "1",
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "api_service.main",
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await _python_module("api_service.main", env)
     try:
         await wait_for_port(port, within=START_WITHIN)
         async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
@@ -159,15 +164,7 @@ async def test_migrate_command_creates_and_upgrades(
         "VIDEO_DATABASE__URL": url.set(database=name).render_as_string(hide_password=False),
     }
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "api_service.migrate",
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await _python_module("api_service.migrate", env)
         _, stderr = await asyncio.wait_for(proc.communicate(), START_WITHIN)
         assert proc.returncode == 0, stderr.decode()[-2000:]
         tables = await rows(

@@ -10,16 +10,11 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import m3u8
 import pytest_asyncio
-from aio_pika.abc import AbstractRobustConnection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api_service.auth.tokens import issue_access_token, issue_playback_token
-from harness.broker import publish_event
-from harness.polling import eventually
-from shared.topology import Topology
-from tests.api.helpers import issued_job, succeeded, uploaded_video, video_row
 from tests.api.hls import upload_hls
 from tests.api.support import Api, User
+from tests.api.videos import Videos
 from tests.media import ffprobe
 
 if TYPE_CHECKING:
@@ -28,35 +23,14 @@ if TYPE_CHECKING:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def online_video(
-    api: Api,
-    user: User,
-    db: AsyncEngine,
-    s3: S3Client,
-    clip: Path,
-    tmp_root: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    api: Api, user: User, s3: S3Client, videos: Videos, tmp_root: Path
 ) -> dict[str, Any]:
     """A video of ``user``, online with a real two-rung HLS ladder in the bucket."""
-    video_id = await uploaded_video(api, user, clip)
-    master_key, renditions = await upload_hls(s3, api.settings.s3.bucket, video_id, clip, tmp_root)
-    await publish_event(
-        amqp,
-        declared_topology,
-        succeeded(
-            video_id,
-            await issued_job(db, video_id, "transcode"),
-            master_key=master_key,
-            renditions=renditions,
-            source_size=1,
-        ),
-    )
-
-    async def status() -> Any:
-        row = await video_row(db, video_id)
-        return row and row["status"]
-
-    await eventually(status, lambda s: s == "online")
+    video_id = await videos.uploaded(user)
+    bucket = api.settings.s3.bucket
+    master_key, renditions = await upload_hls(s3, bucket, video_id, videos.clip, tmp_root)
+    await videos.succeed(video_id, master_key=master_key, renditions=renditions, source_size=1)
+    await videos.wait_for_status(video_id, "online")
     resp = await api.client.get(f"/api/v1/videos/{video_id}")
     assert resp.status == 200
     body: dict[str, Any] = await resp.json()
@@ -125,8 +99,8 @@ async def test_playback_token_checks(
     assert resp.status == 404
 
 
-async def test_unfinished_video_has_no_playback(api: Api, user: User, clip: Path) -> None:
-    video_id = await uploaded_video(api, user, clip)
+async def test_unfinished_video_has_no_playback(api: Api, user: User, videos: Videos) -> None:
+    video_id = await videos.uploaded(user)
     token = issue_playback_token(api.settings.auth, video_id, 60).token
     resp = await api.client.get(f"/api/v1/videos/{video_id}/hls/master.m3u8?token={token}")
     assert resp.status == 404

@@ -4,19 +4,15 @@ signed URLs really load from the private bucket."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
 import m3u8
-from aio_pika.abc import AbstractRobustConnection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api_service.context import PLAYLIST_CACHE
 from shared.keys import rendition_playlist_key
-from shared.topology import Topology
-from tests.api.online import online_video
 from tests.api.support import Api, User
+from tests.api.videos import Videos
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -25,18 +21,9 @@ SIX_HOURS_OF_SEGMENTS = 3600
 
 
 async def test_six_hour_playlist_is_signed_once(
-    api: Api,
-    user: User,
-    db: AsyncEngine,
-    s3: S3Client,
-    clip: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    http: aiohttp.ClientSession,
+    api: Api, user: User, s3: S3Client, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
-    video_id = await online_video(
-        api, user, db, s3, clip, amqp, declared_topology, segments=SIX_HOURS_OF_SEGMENTS
-    )
+    video_id = await videos.online(user, segments=SIX_HOURS_OF_SEGMENTS)
     resp = await api.client.get(f"/api/v1/videos/{video_id}")
     variant_url = (await resp.json())["sources"][0]["url"]
     # One segment object, so a signed URL can be fetched for real.

@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,43 +22,12 @@ from schemathesis.checks import not_a_server_error
 
 from api_service.app import create_app
 from api_service.openapi import build_openapi
+from harness.processes import Service, api_command
 from shared.settings import load_settings
 from shared.topology import Topology
+from tests.platform_fixtures import START_WITHIN, Ports
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_PER_OPERATION = 25
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_until_serving(url: str, process: subprocess.Popen[bytes], within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"video-api exited with {process.returncode}")
-        try:
-            if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {within} s")
-
-
-def _launch(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [str(Path(sys.executable).with_name("video-api"))],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -74,24 +38,17 @@ async def api_process(
     settings_env: dict[str, str],
     tmp_root: Path,
 ) -> AsyncIterator[str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **settings_env,
-        "VIDEO_SERVER__PORT": str(port),
-        "VIDEO_SERVER__PUBLIC_BASE_URL": url,
-        "VIDEO_LOGGING__JSON_OUTPUT": "true",
-    }
-    log = tmp_root / "schemathesis-api.log"
-    process = await asyncio.to_thread(_launch, {**os.environ, **env}, log)
+    ports = Ports()
+    env = {**settings_env, **ports.env(), "VIDEO_LOGGING__JSON_OUTPUT": "true"}
+    api = Service("api", api_command(), env, ports.api, tmp_root / "schemathesis-api.log")
     try:
-        await asyncio.to_thread(_wait_until_serving, url, process)
-        yield url
+        api.start()
+        await api.wait_ready(START_WITHIN)
+        yield ports.api_url
     finally:
-        process.terminate()
-        await asyncio.to_thread(process.wait, 30)
+        await api.stop()
     # A 500 leaves its trace in the log: show it with the failure.
-    text = log.read_text()
+    text = api.log.read_text()
     assert "unhandled error" not in text, text[-4000:]
 
 

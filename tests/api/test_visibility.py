@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
-from aio_pika.abc import AbstractRobustConnection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api_service.auth.tokens import issue_playback_token
-from shared.topology import Topology
-from tests.api.online import online_video
 from tests.api.support import Api, User
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+from tests.api.videos import Videos
 
 
 async def _get(api: Api, video_id: int, user: User | None = None) -> tuple[int, Any]:
@@ -50,18 +43,9 @@ async def _final_event(http: aiohttp.ClientSession, events_url: str) -> Any:
 
 
 async def test_private_video_is_the_owners_only(
-    api: Api,
-    user: User,
-    other_user: User,
-    db: AsyncEngine,
-    s3: S3Client,
-    clip: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    http: aiohttp.ClientSession,
+    api: Api, user: User, other_user: User, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
-    args = (api, user, db, s3, clip, amqp, declared_topology)
-    video_id = await online_video(*args, visibility="private")
+    video_id = await videos.online(user, visibility="private")
     assert (await _get(api, video_id))[0] == 404
     assert (await _get(api, video_id, other_user))[0] == 404
     status, video = await _get(api, video_id, user)
@@ -80,18 +64,9 @@ async def test_private_video_is_the_owners_only(
 
 
 async def test_unlisted_is_readable_by_id(
-    api: Api,
-    user: User,
-    other_user: User,
-    db: AsyncEngine,
-    s3: S3Client,
-    clip: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    http: aiohttp.ClientSession,
+    api: Api, user: User, other_user: User, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
-    args = (api, user, db, s3, clip, amqp, declared_topology)
-    video_id = await online_video(*args, visibility="unlisted")
+    video_id = await videos.online(user, visibility="unlisted")
     status, video = await _get(api, video_id)
     assert status == 200 and video["visibility"] == "unlisted"
     assert await _plays(http, video["playback_url"]) == 200
@@ -101,17 +76,9 @@ async def test_unlisted_is_readable_by_id(
 
 
 async def test_default_is_public_and_owner_changes_it(
-    api: Api,
-    user: User,
-    other_user: User,
-    db: AsyncEngine,
-    s3: S3Client,
-    clip: Path,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    http: aiohttp.ClientSession,
+    api: Api, user: User, other_user: User, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
-    video_id = await online_video(api, user, db, s3, clip, amqp, declared_topology)
+    video_id = await videos.online(user)
     status, public = await _get(api, video_id)
     assert status == 200 and public["visibility"] == "public"
     anonymous_playback = public["playback_url"]

@@ -5,28 +5,21 @@ attempts visible through the API, private receivers refused by default."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
 from api_service.webhooks.addresses import ReceiverRefused, check_receiver
-from harness.broker import publish_event
 from harness.net import free_port
 from harness.polling import eventually
-from shared.keys import master_playlist_key, rendition_playlist_key
-from shared.messages import Rendition, TranscodeFailed, TranscodeSucceeded
-from shared.topology import Topology
-from tests.api.helpers import issued_job, uploaded_video
+from tests.api.helpers import succeeded
 from tests.api.support import Api, User, start_api, with_overrides
+from tests.api.videos import Videos
 
 
 @dataclass
@@ -76,37 +69,21 @@ async def _deliveries(api: Api, user: User, endpoint_id: int) -> list[dict[str, 
     return body
 
 
-def _succeeded(video_id: int, job_id: uuid.UUID) -> TranscodeSucceeded:
-    return TranscodeSucceeded(
-        video_id=video_id,
-        job_id=job_id,
-        master_key=master_playlist_key(video_id),
-        renditions=[
-            Rendition(
-                quality="240p", width=320, height=240, bandwidth=240_000,
-                playlist_key=rendition_playlist_key(video_id, 240),
-            )
-        ],
-        duration=2.0, width=320, height=240, source_size=1234,
-    )  # fmt: skip
-
-
 def _verified(secret: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
     payload: dict[str, Any] = Webhook(secret).verify(body, headers)
     return payload
 
 
 async def test_events_are_signed_and_sent_once_per_change(
-    api: Api, user: User, receiver: Receiver, clip: Path, db: AsyncEngine,
-    amqp: AbstractRobustConnection, declared_topology: Topology,
-) -> None:  # fmt: skip
+    api: Api, user: User, receiver: Receiver, videos: Videos
+) -> None:
     endpoint = await _register(api, user, receiver.at("/hooks/a"))
     assert endpoint["secret"].startswith("whsec_")
-    video_id = await uploaded_video(api, user, clip)
+    video_id = await videos.uploaded(user)
     await eventually(lambda: asyncio.sleep(0, receiver.bodies("/hooks/a")), lambda r: len(r) == 1)
-    event = _succeeded(video_id, await issued_job(db, video_id, "transcode"))
-    await publish_event(amqp, declared_topology, event)
-    await publish_event(amqp, declared_topology, event)  # a redelivered event
+    event = succeeded(video_id, await videos.issued_job(video_id, "transcode"), heights=(240,))
+    await videos.publish(event)
+    await videos.publish(event)  # a redelivered event
     received = await eventually(
         lambda: asyncio.sleep(0, receiver.bodies("/hooks/a")), lambda r: len(r) >= 2
     )
@@ -127,15 +104,14 @@ async def test_events_are_signed_and_sent_once_per_change(
 
 
 async def test_retries_with_backoff_then_gives_up(
-    api: Api, receiver: Receiver, clip: Path, db: AsyncEngine,
-    amqp: AbstractRobustConnection, declared_topology: Topology,
-) -> None:  # fmt: skip
+    api: Api, receiver: Receiver, videos: Videos
+) -> None:
     owner = await api.register()
     receiver.script["/hooks/flaky"] = [500, 503]
     receiver.script["/hooks/down"] = [500] * 100
     flaky = await _register(api, owner, receiver.at("/hooks/flaky"))
     down = await _register(api, owner, receiver.at("/hooks/down"))
-    video_id = await uploaded_video(api, owner, clip)
+    video_id = await videos.uploaded(owner)
     # video.processing meets the 500 and the 503, then gets through on the third attempt.
     (processing,) = await eventually(
         lambda: _deliveries(api, owner, flaky["id"]),
@@ -148,14 +124,7 @@ async def test_retries_with_backoff_then_gives_up(
     ids = [h["webhook-id"] for h, _ in receiver.bodies("/hooks/flaky")]
     assert ids == [processing["message_id"]] * 3  # the same webhook-id on each attempt
 
-    await publish_event(
-        amqp, declared_topology,
-        TranscodeFailed(
-            video_id=video_id, job_id=await issued_job(db, video_id, "transcode"),
-            job_kind="transcode",
-            reason="not a video", permanent=True,
-        ),
-    )  # fmt: skip
+    await videos.fail(video_id, "not a video")
     flaky_rows = await eventually(
         lambda: _deliveries(api, owner, flaky["id"]),
         lambda rows: len(rows) == 2 and rows[0]["status"] == "delivered",

@@ -22,11 +22,11 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from harness.client import ApiClient
-from harness.net import free_port
 from harness.polling import eventually, wait_until
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.media import make_video
+from tests.platform_fixtures import Ports
 from tests.worker.processes import pid_alive, pids_with_arg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,14 +55,11 @@ async def make_run(
     amqp: AbstractRobustConnection,
     tmp_path: Path,
 ) -> AsyncIterator[tuple[MakeRun, str]]:
-    api_port, health_port = free_port(), free_port()
-    api = f"http://127.0.0.1:{api_port}"
+    ports = Ports()
     env = {
         # As from a terminal: not a sub-make of `make test`.
         **{k: v for k, v in settings_env.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
-        "VIDEO_SERVER__PORT": str(api_port),
-        "VIDEO_SERVER__PUBLIC_BASE_URL": api,
-        "VIDEO_WORKER__HEALTH_PORT": str(health_port),
+        **ports.env(),
         "VIDEO_WORKER__RUNGS": "[240, 160]",
         "VIDEO_WORKER__X264_PRESET": "slow",  # still encoding when Ctrl-C comes
     }
@@ -80,7 +77,7 @@ async def make_run(
         )  # fmt: skip
     run = MakeRun(process, log)
     try:
-        yield run, api
+        yield run, ports.api_url
     finally:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
