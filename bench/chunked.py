@@ -44,22 +44,6 @@ def clip_size() -> str:
     return os.environ.get("BENCH_CHUNKED_SIZE", "1920x1080")
 
 
-async def make_long_clip(path: Path, seconds: int, size: str) -> Path:
-    if media.size_of(path) > 0:
-        return path
-    say(f"generating {seconds} s {size} {FPS} fps clip {path.name}")
-    partial = path.with_suffix(".part.mp4")
-    await media.ffmpeg(
-        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={FPS}:duration={seconds}",
-        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "128k", "-shortest", "-movflags", "+faststart",
-        str(partial),
-    )  # fmt: skip
-    partial.rename(path)
-    return path
-
-
 def worker_env(chunked: bool) -> dict[str, str]:
     env = {"VIDEO_WORKER__FFMPEG_THREADS": "1"}
     if chunked:
@@ -138,7 +122,7 @@ async def stream_duration(url: str) -> float:
 
 async def measure(stack: Stack, session: aiohttp.ClientSession) -> tuple[list[Row], Any]:
     seconds, size = clip_seconds(), clip_size()
-    clip = await make_long_clip(OUT / f"clip-{size}-{seconds}s.mp4", seconds, size)
+    clip = await media.make_clip(OUT / f"clip-{size}-{seconds}s.mp4", seconds, size, FPS)
     client = Client(session, stack.api_url)
     await client.sign_up()
     say(f"chunked: {seconds} s {size} clip, chunks of {CHUNK_SECONDS} s, ffmpeg threads=1")
