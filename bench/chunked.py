@@ -23,7 +23,7 @@ import aiohttp
 import structlog
 
 from bench import media
-from bench.console import BenchError, say
+from bench.console import BenchError, run_scenario, say
 from bench.flow import Client
 from bench.report import Row, table, verdict, write_json
 from bench.stack import OUT, READY_TIMEOUT, Stack, stop_service
@@ -195,12 +195,7 @@ def main() -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     ).parse_args()
-    try:
-        asyncio.run(run_alone())
-    except BenchError as exc:
-        say(f"bench failed: {exc}")
-        return 2
-    return 0
+    return run_scenario(run_alone)
 
 
 if __name__ == "__main__":
