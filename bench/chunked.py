@@ -27,8 +27,7 @@ from bench.console import BenchError, run_scenario, say
 from bench.flow import Client
 from bench.report import Row, table, verdict, write_json
 from bench.stack import OUT, READY_TIMEOUT, Stack, stop_service
-from harness.net import free_port
-from harness.processes import Service, worker_command
+from harness.processes import Service
 
 RATIO_TARGET = 0.55
 PSNR_TARGET_DB = 0.5
@@ -53,19 +52,9 @@ def worker_env(chunked: bool) -> dict[str, str]:
 
 
 async def start_workers(stack: Stack, count: int, chunked: bool, label: str) -> list[Service]:
-    workers = []
-    for n in range(count):
-        port = free_port()
-        name = f"{label}-{n}"
-        worker = Service(
-            name,
-            worker_command(),
-            stack.env(VIDEO_WORKER__HEALTH_PORT=str(port), **worker_env(chunked)),
-            port,
-            OUT / f"{name}.log",
-        )
+    workers = [stack.worker_service(f"{label}-{n}", **worker_env(chunked)) for n in range(count)]
+    for worker in workers:
         worker.start()
-        workers.append(worker)
     for worker in workers:
         await worker.wait_ready(READY_TIMEOUT)
     return workers
