@@ -27,7 +27,6 @@ from bench.console import BenchError, run_scenario, say
 from bench.flow import Client
 from bench.report import Row, table, verdict, write_json
 from bench.stack import OUT, READY_TIMEOUT, Stack, stop_service
-from harness.processes import Service
 
 RATIO_TARGET = 0.55
 PSNR_TARGET_DB = 0.5
@@ -51,20 +50,17 @@ def worker_env(chunked: bool) -> dict[str, str]:
     return env
 
 
-async def start_workers(stack: Stack, count: int, chunked: bool, label: str) -> list[Service]:
-    workers = [stack.worker_service(f"{label}-{n}", **worker_env(chunked)) for n in range(count)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        await worker.wait_ready(READY_TIMEOUT)
-    return workers
-
-
 async def online_after(
     stack: Stack, client: Client, clip: Path, workers: int, chunked: bool, label: str
 ) -> tuple[int, float]:
-    running = await start_workers(stack, workers, chunked, label)
+    running = [stack.worker_service(f"{label}-{n}", **worker_env(chunked)) for n in range(workers)]
     try:
+        # Started inside the try: the stack does not know these workers, so one that never
+        # gets ready must not leave the others running after the bench.
+        for worker in running:
+            worker.start()
+        for worker in running:
+            await worker.wait_ready(READY_TIMEOUT)
         video_id = await client.upload(clip)
         sent = await client.complete_timed(video_id)
         watch = await client.watch(video_id, sent, within=7200)
