@@ -23,12 +23,10 @@ import aiohttp
 import structlog
 
 from bench import media
-from bench.console import BenchError, say
+from bench.console import BenchError, run_scenario, say
 from bench.flow import Client
 from bench.report import Row, table, verdict, write_json
 from bench.stack import OUT, READY_TIMEOUT, Stack, stop_service
-from harness.net import free_port
-from harness.processes import Service, worker_command
 
 RATIO_TARGET = 0.55
 PSNR_TARGET_DB = 0.5
@@ -44,22 +42,6 @@ def clip_size() -> str:
     return os.environ.get("BENCH_CHUNKED_SIZE", "1920x1080")
 
 
-async def make_long_clip(path: Path, seconds: int, size: str) -> Path:
-    if media.size_of(path) > 0:
-        return path
-    say(f"generating {seconds} s {size} {FPS} fps clip {path.name}")
-    partial = path.with_suffix(".part.mp4")
-    await media.ffmpeg(
-        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={FPS}:duration={seconds}",
-        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "128k", "-shortest", "-movflags", "+faststart",
-        str(partial),
-    )  # fmt: skip
-    partial.rename(path)
-    return path
-
-
 def worker_env(chunked: bool) -> dict[str, str]:
     env = {"VIDEO_WORKER__FFMPEG_THREADS": "1"}
     if chunked:
@@ -68,30 +50,17 @@ def worker_env(chunked: bool) -> dict[str, str]:
     return env
 
 
-async def start_workers(stack: Stack, count: int, chunked: bool, label: str) -> list[Service]:
-    workers = []
-    for n in range(count):
-        port = free_port()
-        name = f"{label}-{n}"
-        worker = Service(
-            name,
-            worker_command(),
-            stack.env(VIDEO_WORKER__HEALTH_PORT=str(port), **worker_env(chunked)),
-            port,
-            OUT / f"{name}.log",
-        )
-        worker.start()
-        workers.append(worker)
-    for worker in workers:
-        await worker.wait_ready(READY_TIMEOUT)
-    return workers
-
-
 async def online_after(
     stack: Stack, client: Client, clip: Path, workers: int, chunked: bool, label: str
 ) -> tuple[int, float]:
-    running = await start_workers(stack, workers, chunked, label)
+    running = [stack.worker_service(f"{label}-{n}", **worker_env(chunked)) for n in range(workers)]
     try:
+        # Started inside the try: the stack does not know these workers, so one that never
+        # gets ready must not leave the others running after the bench.
+        for worker in running:
+            worker.start()
+        for worker in running:
+            await worker.wait_ready(READY_TIMEOUT)
         video_id = await client.upload(clip)
         sent = await client.complete_timed(video_id)
         watch = await client.watch(video_id, sent, within=7200)
@@ -138,7 +107,7 @@ async def stream_duration(url: str) -> float:
 
 async def measure(stack: Stack, session: aiohttp.ClientSession) -> tuple[list[Row], Any]:
     seconds, size = clip_seconds(), clip_size()
-    clip = await make_long_clip(OUT / f"clip-{size}-{seconds}s.mp4", seconds, size)
+    clip = await media.make_clip(OUT / f"clip-{size}-{seconds}s.mp4", seconds, size, FPS)
     client = Client(session, stack.api_url)
     await client.sign_up()
     say(f"chunked: {seconds} s {size} clip, chunks of {CHUNK_SECONDS} s, ffmpeg threads=1")
@@ -211,12 +180,7 @@ def main() -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     ).parse_args()
-    try:
-        asyncio.run(run_alone())
-    except BenchError as exc:
-        say(f"bench failed: {exc}")
-        return 2
-    return 0
+    return run_scenario(run_alone)
 
 
 if __name__ == "__main__":

@@ -36,15 +36,18 @@ async def ffmpeg(*args: str) -> None:
         raise BenchError(f"ffmpeg {' '.join(args[:6])}... failed: {' | '.join(tail)}")
 
 
-async def make_clip(path: Path) -> Path:
-    """20 s of 1080p30 test pattern with a sine tone, H.264 veryfast + AAC in MP4."""
+async def make_clip(
+    path: Path, seconds: int = CLIP_SECONDS, size: str = "1920x1080", fps: int = 30
+) -> Path:
+    """Test pattern with a sine tone, H.264 veryfast + AAC in MP4 (by default 20 s of
+    1080p30); kept when ``path`` already holds one."""
     if size_of(path) > 0:
         return path
-    say(f"generating {CLIP_SECONDS} s 1080p30 clip {path.name}")
+    say(f"generating {seconds} s {size} {fps} fps clip {path.name}")
     partial = path.with_suffix(".part.mp4")
     await ffmpeg(
-        "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={CLIP_SECONDS}",
-        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={CLIP_SECONDS}",
+        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}",
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
         "-c:a", "aac", "-b:a", "128k", "-shortest", "-movflags", "+faststart",
         str(partial),

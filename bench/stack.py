@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from types import TracebackType
 
 import aio_pika
 from sqlalchemy import text
@@ -99,12 +98,7 @@ class Stack:
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         say("cleaning up: processes, queues, bucket, database")
         await self._exit.aclose()
 
@@ -211,17 +205,22 @@ class Stack:
             await connection.close()
         return dropped
 
-    async def start_worker(self, label: str = "worker", **extra_env: str) -> Service:
-        """A fresh worker process (the Python interpreter itself, no wrapper)."""
-        await self.stop_worker()
+    def worker_service(self, label: str, **extra_env: str) -> Service:
+        """A worker process on the stack's resources (the Python interpreter itself, no
+        wrapper), logging to ``OUT/<label>.log``; not started yet."""
         port = free_port()
-        worker = Service(
+        return Service(
             label,
             worker_command(),
             self.env(VIDEO_WORKER__HEALTH_PORT=str(port), **extra_env),
             port,
             OUT / f"{label}.log",
         )
+
+    async def start_worker(self, label: str = "worker", **extra_env: str) -> Service:
+        """A fresh worker process, in place of the one running."""
+        await self.stop_worker()
+        worker = self.worker_service(label, **extra_env)
         worker.start()
         self.worker = worker
         await worker.wait_ready(READY_TIMEOUT)

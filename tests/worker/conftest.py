@@ -1,9 +1,12 @@
 """Fixtures of the worker tests: handler dependencies over the real S3, sources uploaded to
-this run's bucket, and in-process workers started and stopped per test."""
+this run's bucket, and workers (in-process or as subprocesses) started and stopped per test."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +17,7 @@ from shared import keys
 from shared.s3 import s3_client
 from shared.settings import Settings
 from tests.worker.support import RunningWorker, Uploader, WorkerFactory
+from tests.worker.worker_process import WorkerProcess, WorkerProcessFactory
 from transcode_service.handlers import Deps
 from transcode_service.main import run
 from transcode_service.metrics import Metrics
@@ -91,3 +95,32 @@ async def start_worker(settings: Settings, bucket: str) -> AsyncIterator[WorkerF
     for handle in running:
         if not handle.task.done():
             await handle.shutdown()
+
+
+@pytest.fixture
+async def spawn_worker(settings_env: dict[str, str]) -> AsyncIterator[WorkerProcessFactory]:
+    """Start worker processes (``python -m transcode_service``) on this run's resources, with
+    JSON logs and the health server on any free port; keyword arguments are environment
+    variables over those. Every one still running at the end is killed, and what it started
+    with it."""
+    started: list[WorkerProcess] = []
+
+    async def spawn(**env: str) -> WorkerProcess:
+        worker = await WorkerProcess.start(
+            {
+                **settings_env,
+                "VIDEO_WORKER__HEALTH_PORT": "0",
+                "VIDEO_LOGGING__JSON_OUTPUT": "true",  # WorkerProcess reads the JSON lines
+                **env,
+            }
+        )
+        started.append(worker)
+        return worker
+
+    yield spawn
+    for worker in started:
+        if worker.proc.returncode is None:
+            await worker.kill()
+        for pid in worker.child_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

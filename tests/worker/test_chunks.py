@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import array
 import asyncio
-import contextlib
 import itertools
 import json
-import os
-import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +45,7 @@ from tests.worker.support import (
     download_tree,
     new_video_id,
 )
-from tests.worker.worker_process import WorkerProcess
+from tests.worker.worker_process import WorkerProcessFactory
 from transcode_service.chunk_audio import encode_pieces
 from transcode_service.chunks import (
     ChunkPlan,
@@ -436,36 +433,16 @@ def test_should_chunk_needs_the_threshold() -> None:
 
 
 @pytest.fixture
-async def spawn_chunking(settings_env: dict[str, str]) -> AsyncIterator[Callable[..., Any]]:
-    """Worker processes with chunking on; every one still running is killed at the end."""
-    started: list[WorkerProcess] = []
-
-    async def spawn(**overrides: str) -> WorkerProcess:
-        env = {
-            **settings_env,
-            "VIDEO_WORKER__HEALTH_PORT": "0",
-            "VIDEO_LOGGING__JSON_OUTPUT": "true",
-            "VIDEO_WORKER__RUNGS": "[180, 120]",
-            **{f"VIDEO_WORKER__{k.upper()}": str(v) for k, v in CHUNKED.items()},
-            **overrides,
-        }
-        worker = await WorkerProcess.start(env)
-        started.append(worker)
-        return worker
-
-    yield spawn
-    for worker in started:
-        if worker.proc.returncode is None:
-            await worker.kill()
-        for pid in worker.child_pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+def spawn_chunking(spawn_worker: WorkerProcessFactory) -> WorkerProcessFactory:
+    """Worker processes with chunking on."""
+    chunking = {f"VIDEO_WORKER__{k.upper()}": str(v) for k, v in CHUNKED.items()}
+    return partial(spawn_worker, VIDEO_WORKER__RUNGS="[180, 120]", **chunking)
 
 
 async def test_worker_killed_mid_chunk_does_not_change_the_result(
     amqp: AbstractRobustConnection,
     declared_topology: Topology,
-    spawn_chunking: Callable[..., Any],
+    spawn_chunking: WorkerProcessFactory,
     upload_source: Uploader,
     s3: S3Client,
     bucket: str,

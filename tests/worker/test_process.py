@@ -4,16 +4,13 @@ SIGTERM drain, a job that crashes every worker, two workers sharing a backlog.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import pytest
@@ -28,33 +25,18 @@ from shared.topology import Topology, delete_topology
 from tests.media import make_video
 from tests.worker.processes import pid_alive, pids_with_arg
 from tests.worker.support import Uploader, uploaded_job
-from tests.worker.worker_process import WAIT_WITHIN, LogRecord, WorkerProcess
+from tests.worker.worker_process import (
+    WAIT_WITHIN,
+    LogRecord,
+    WorkerProcess,
+    WorkerProcessFactory,
+)
 
 
 @pytest.fixture
-async def spawn(settings_env: dict[str, str]) -> AsyncIterator[Callable[..., Any]]:
-    """Start worker processes; every one still running is killed at the end."""
-    started: list[WorkerProcess] = []
-
-    async def spawn(**overrides: str) -> WorkerProcess:
-        env = {
-            **settings_env,
-            "VIDEO_WORKER__HEALTH_PORT": "0",
-            "VIDEO_LOGGING__JSON_OUTPUT": "true",
-            "VIDEO_WORKER__RUNGS": "[240, 160]",
-            **overrides,
-        }
-        worker = await WorkerProcess.start(env)
-        started.append(worker)
-        return worker
-
-    yield spawn
-    for worker in started:
-        if worker.proc.returncode is None:
-            await worker.kill()
-        for pid in worker.child_pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+def spawn(spawn_worker: WorkerProcessFactory) -> WorkerProcessFactory:
+    """Worker processes with a small ladder."""
+    return partial(spawn_worker, VIDEO_WORKER__RUNGS="[240, 160]")
 
 
 def ladder_started(record: LogRecord) -> bool:
@@ -73,7 +55,7 @@ async def new_job(upload_source: Uploader, tmp_path: Path, duration: float) -> T
 async def test_kill_9_mid_transcode_is_redelivered_and_completed_once(
     amqp: AbstractRobustConnection,
     declared_topology: Topology,
-    spawn: Callable[..., Any],
+    spawn: WorkerProcessFactory,
     upload_source: Uploader,
     tmp_path: Path,
     settings: Settings,
@@ -108,7 +90,7 @@ async def test_kill_9_mid_transcode_is_redelivered_and_completed_once(
 async def test_sigterm_lets_a_running_job_finish(
     amqp: AbstractRobustConnection,
     declared_topology: Topology,
-    spawn: Callable[..., Any],
+    spawn: WorkerProcessFactory,
     upload_source: Uploader,
     tmp_path: Path,
 ) -> None:
@@ -128,7 +110,7 @@ async def test_sigterm_lets_a_running_job_finish(
 async def test_sigterm_after_grace_requeues_the_job(
     amqp: AbstractRobustConnection,
     declared_topology: Topology,
-    spawn: Callable[..., Any],
+    spawn: WorkerProcessFactory,
     upload_source: Uploader,
     tmp_path: Path,
     settings: Settings,
@@ -154,7 +136,7 @@ async def test_sigterm_after_grace_requeues_the_job(
 async def test_two_workers_share_a_backlog(
     amqp: AbstractRobustConnection,
     declared_topology: Topology,
-    spawn: Callable[..., Any],
+    spawn: WorkerProcessFactory,
     upload_source: Uploader,
     tmp_path: Path,
 ) -> None:
@@ -177,7 +159,7 @@ async def test_two_workers_share_a_backlog(
 
 async def test_job_that_crashes_every_worker_is_dead_lettered(
     amqp: AbstractRobustConnection,
-    spawn: Callable[..., Any],
+    spawn: WorkerProcessFactory,
     upload_source: Uploader,
     settings: Settings,
     tmp_path: Path,

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from harness.processes import REPO_ROOT
@@ -78,3 +78,8 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         await self.wait()
+
+
+# Starts a worker process; keyword arguments are environment variables (the fixture
+# ``spawn_worker``).
+WorkerProcessFactory = Callable[..., Awaitable[WorkerProcess]]
