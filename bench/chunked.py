@@ -43,9 +43,12 @@ def clip_size() -> str:
 
 
 def worker_env(chunked: bool) -> dict[str, str]:
-    env = {"VIDEO_WORKER__FFMPEG_THREADS": "1"}
+    # 0 turns chunking off whatever the clip's length (the default threshold is 5 min).
+    env = {
+        "VIDEO_WORKER__FFMPEG_THREADS": "1",
+        "VIDEO_WORKER__CHUNK_MIN_DURATION": str(2 * CHUNK_SECONDS if chunked else 0),
+    }
     if chunked:
-        env["VIDEO_WORKER__CHUNK_MIN_DURATION"] = str(2 * CHUNK_SECONDS)
         env["VIDEO_WORKER__CHUNK_SECONDS"] = str(CHUNK_SECONDS)
     return env
 
