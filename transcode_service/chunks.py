@@ -201,17 +201,13 @@ class ChunkStore:
 
     async def done_indexes(self) -> set[int]:
         found: set[int] = set()
-        try:
+        with storage.retryable("listing finished chunks"):
             paginator = self._s3.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{self.prefix}done/"):
                 for obj in page.get("Contents", []):
                     stem = obj["Key"].rsplit("/", 1)[-1].removesuffix(".json")
                     if stem.isdigit():
                         found.add(int(stem))
-        except Exception as exc:
-            if storage.transient(exc):
-                raise RetryableError(f"listing finished chunks failed: {exc}") from exc
-            raise
         return found
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -56,6 +57,18 @@ def transient(exc: BaseException) -> bool:
     )
 
 
+@contextmanager
+def retryable(what: str) -> Iterator[None]:
+    """Errors of the storage or the network raised as ``RetryableError("{what} failed:
+    ...")``; anything else as it is."""
+    try:
+        yield
+    except Exception as exc:
+        if transient(exc):
+            raise RetryableError(f"{what} failed: {exc}") from exc
+        raise
+
+
 def _open_write(path: Path) -> IO[bytes]:
     return path.open("wb")
 
@@ -68,44 +81,36 @@ async def download(
     s3: S3Client, bucket: str, key: str, dest: Path, *, max_bytes: int, etag: str | None = None
 ) -> int:
     """Stream ``key`` into ``dest``; returns its size. With ``etag``, only that version."""
-    try:
-        if etag:
-            response = await s3.get_object(Bucket=bucket, Key=key, IfMatch=etag)
-        else:
-            response = await s3.get_object(Bucket=bucket, Key=key)
-    except botocore.exceptions.ClientError as exc:
-        if is_not_found(exc):
-            raise PermanentError("the uploaded file was not found in storage") from None
-        if error_code(exc) in ("PreconditionFailed", "412"):
-            raise PermanentError(
-                "the uploaded file was overwritten after its upload was completed"
-            ) from None
-        raise RetryableError(f"downloading the source failed: {exc}") from exc
-    except Exception as exc:
-        if transient(exc):
-            raise RetryableError(f"downloading the source failed: {exc}") from exc
-        raise
+    with retryable("downloading the source"):
+        try:
+            if etag:
+                response = await s3.get_object(Bucket=bucket, Key=key, IfMatch=etag)
+            else:
+                response = await s3.get_object(Bucket=bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if is_not_found(exc):
+                raise PermanentError("the uploaded file was not found in storage") from None
+            if error_code(exc) in ("PreconditionFailed", "412"):
+                raise PermanentError(
+                    "the uploaded file was overwritten after its upload was completed"
+                ) from None
+            raise
     size = int(response.get("ContentLength", 0))
     body = response["Body"]
     try:
-        if size > max_bytes:
-            raise PermanentError(
-                f"the file is {size / 1024**3:.1f} GiB; at most "
-                f"{max_bytes / 1024**3:.1f} GiB is allowed"
-            )
-        written = 0
-        with _open_write(dest) as out:
-            async for chunk in body.iter_chunks(CHUNK):
-                written += len(chunk)
-                if written > max_bytes:
-                    raise PermanentError("the file is larger than allowed")
-                out.write(chunk)
-    except (PermanentError, asyncio.CancelledError):
-        raise
-    except Exception as exc:
-        if transient(exc):
-            raise RetryableError(f"downloading the source failed: {exc}") from exc
-        raise
+        with retryable("downloading the source"):
+            if size > max_bytes:
+                raise PermanentError(
+                    f"the file is {size / 1024**3:.1f} GiB; at most "
+                    f"{max_bytes / 1024**3:.1f} GiB is allowed"
+                )
+            written = 0
+            with _open_write(dest) as out:
+                async for chunk in body.iter_chunks(CHUNK):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise PermanentError("the file is larger than allowed")
+                    out.write(chunk)
     finally:
         body.close()
     if written != size:
@@ -117,20 +122,15 @@ async def upload_file(
     s3: S3Client, bucket: str, path: Path, key: str, semaphore: asyncio.Semaphore
 ) -> None:
     async with semaphore:
-        try:
-            with _open_read(path) as body:
-                await s3.put_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Body=body,
-                    ContentLength=file_size(path),
-                    ContentType=content_type(key),
-                    CacheControl=cache_control(key),
-                )
-        except Exception as exc:
-            if transient(exc):
-                raise RetryableError(f"uploading {key} failed: {exc}") from exc
-            raise
+        with retryable(f"uploading {key}"), _open_read(path) as body:
+            await s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ContentLength=file_size(path),
+                ContentType=content_type(key),
+                CacheControl=cache_control(key),
+            )
 
 
 async def upload_files(
@@ -154,16 +154,13 @@ async def upload_files(
 
 
 async def exists(s3: S3Client, bucket: str, key: str) -> bool:
-    try:
-        await s3.head_object(Bucket=bucket, Key=key)
-    except botocore.exceptions.ClientError as exc:
-        if is_not_found(exc):
-            return False
-        raise RetryableError(f"checking {key} failed: {exc}") from exc
-    except Exception as exc:
-        if transient(exc):
-            raise RetryableError(f"checking {key} failed: {exc}") from exc
-        raise
+    with retryable(f"checking {key}"):
+        try:
+            await s3.head_object(Bucket=bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if is_not_found(exc):
+                return False
+            raise
     return True
 
 
@@ -171,41 +168,30 @@ async def delete_keys(s3: S3Client, bucket: str, keys: Sequence[str]) -> None:
     """Delete ``keys`` (any number: S3 takes 1000 a request)."""
     for at in range(0, len(keys), 1000):
         batch: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys[at : at + 1000]]
-        try:
+        with retryable("deleting outputs"):
             await s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        except Exception as exc:
-            if transient(exc):
-                raise RetryableError(f"deleting outputs failed: {exc}") from exc
-            raise
 
 
 async def put_json(s3: S3Client, bucket: str, key: str, data: dict[str, Any]) -> None:
-    try:
+    with retryable(f"writing {key}"):
         await s3.put_object(
             Bucket=bucket,
             Key=key,
             Body=json.dumps(data).encode(),
             ContentType="application/json",
         )
-    except Exception as exc:
-        if transient(exc):
-            raise RetryableError(f"writing {key} failed: {exc}") from exc
-        raise
 
 
 async def get_json(s3: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
     """The JSON object at ``key``, or None when there is none."""
-    try:
-        response = await s3.get_object(Bucket=bucket, Key=key)
-        async with response["Body"] as body:
-            raw = await body.read()
-    except botocore.exceptions.ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise RetryableError(f"reading {key} failed: {exc}") from exc
-    except Exception as exc:
-        if transient(exc):
-            raise RetryableError(f"reading {key} failed: {exc}") from exc
-        raise
+    with retryable(f"reading {key}"):
+        try:
+            response = await s3.get_object(Bucket=bucket, Key=key)
+            async with response["Body"] as body:
+                raw = await body.read()
+        except botocore.exceptions.ClientError as exc:
+            if is_not_found(exc):
+                return None
+            raise
     data = json.loads(raw)
     return data if isinstance(data, dict) else None
