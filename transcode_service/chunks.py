@@ -431,6 +431,11 @@ async def _finalize_once(job: ChunkJob, deps: Deps, store: ChunkStore) -> Transc
                 if final is None:
                     final = await _stitch(job, deps, store)
                     await store.put_final(final)
+                    # Every chunk is done: a copy of one returns the final object without
+                    # encoding, so the audio pieces are no longer needed by anyone.
+                    await storage.delete_keys(
+                        deps.s3, deps.bucket, [store.audio_key(i) for i in range(job.count)]
+                    )
                     log.info("chunked video stitched", chunks=job.count)
                 return final
             finally:
