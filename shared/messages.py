@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeInt,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -87,11 +88,18 @@ class ChunkJob(_Message):
     # encoded once by the video's job (chunk_audio.py); None: no piece, the chunk encodes
     # the source's audio itself (also a job from a worker that predates the pieces).
     audio_offset: float | None = Field(default=None, ge=-1.0, le=1.0)
+    # The parts of the source the chunk needs, [start, end) in bytes (byte_ranges.py); None:
+    # the whole file.
+    byte_ranges: list[tuple[NonNegativeInt, NonNegativeInt]] | None = Field(
+        default=None, min_length=1, max_length=16
+    )
 
     @model_validator(mode="after")
     def _index_in_range(self) -> ChunkJob:
         if self.index >= self.count:
             raise ValueError("index must be below count")
+        if any(end <= start for start, end in self.byte_ranges or ()):
+            raise ValueError("a byte range must end after it starts")
         return self
 
 

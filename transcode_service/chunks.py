@@ -44,7 +44,7 @@ from shared.messages import (
     chunk_job_id,
 )
 from shared.settings import WorkerSettings
-from transcode_service import chunk_audio, handlers, storage
+from transcode_service import byte_ranges, chunk_audio, handlers, storage
 from transcode_service.budget import Watchdog, cpu_budget, run_watched
 from transcode_service.errors import PermanentError, RetryableError
 from transcode_service.ffmpeg import Progress, check_result
@@ -232,6 +232,8 @@ async def split_video(
     plans = plan_chunks(info.duration, settings.chunk_seconds, settings.segment_seconds)
     rungs = [r.size for r in plan_ladder(info, settings)]
     offsets = await _store_audio_pieces(job, deps, source, info, plans)
+    # With the audio in pieces, a chunk needs only its own share of the source's video.
+    ranges = await byte_ranges.plan_ranges(source, info, plans, settings)
     for plan in plans:
         await deps.publisher.publish_new_job(
             ChunkJob(
@@ -250,9 +252,15 @@ async def split_video(
                 rungs=rungs,
                 source_size=size,
                 audio_offset=offsets[plan.index],
+                byte_ranges=None if ranges is None else ranges[plan.index],
             )
         )
-    log.info("chunk jobs published", chunks=len(plans), chunk_seconds=settings.chunk_seconds)
+    log.info(
+        "chunk jobs published",
+        chunks=len(plans),
+        chunk_seconds=settings.chunk_seconds,
+        ranged=ranges is not None,
+    )
     return TranscodeProgress(video_id=job.video_id, job_id=job.job_id, percent=0.0)
 
 
@@ -312,7 +320,10 @@ async def _encode_chunk(
     done_seconds = len(await store.done_indexes()) * nominal_chunk_seconds(job)
     with job_workdir(settings.work_dir, job.kind, str(job.job_id)) as workdir:
         # Measured like the video job's probe, so every chunk sees the same frame rate.
-        source, info, _ = await handlers._fetch_and_probe(job, deps, workdir, timings, measure=True)
+        source, info, _ = await handlers._fetch_and_probe(
+            job, deps, workdir, timings, measure=True,
+            ranges=job.byte_ranges, size=job.source_size,
+        )  # fmt: skip
         rungs = plan_ladder(info, settings)
         if [r.size for r in rungs] != job.rungs:
             raise PermanentError("the source's ladder differs from the one planned for it")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,18 +101,34 @@ def check_source_key(job: AnyJob) -> None:
 
 
 async def _fetch_and_probe(
-    job: AnyJob, deps: Deps, workdir: Path, timings: JobTimings, *, measure: bool
+    job: AnyJob,
+    deps: Deps,
+    workdir: Path,
+    timings: JobTimings,
+    *,
+    measure: bool,
+    ranges: Sequence[tuple[int, int]] | None = None,
+    size: int = 0,
 ) -> tuple[Path, MediaInfo, int]:
+    """Download the source (with ``ranges``: only those bytes of its ``size``, see
+    byte_ranges.py) and probe it."""
     source = workdir / "source"
     with timings.stage("download"):
-        size = await storage.download(
-            deps.s3,
-            deps.bucket,
-            job.source_key,
-            source,
-            max_bytes=deps.settings.max_source_bytes,
-            etag=job.source_etag,
-        )
+        if ranges is None:
+            size = await storage.download(
+                deps.s3,
+                deps.bucket,
+                job.source_key,
+                source,
+                max_bytes=deps.settings.max_source_bytes,
+                etag=job.source_etag,
+            )
+        else:
+            fetched = await storage.download_ranges(
+                deps.s3, deps.bucket, job.source_key, source, ranges,
+                size=size, etag=job.source_etag,
+            )  # fmt: skip
+            log.info("source fetched in part", fetched=fetched, size=size, ranges=len(ranges))
     timings.source_size = size
     with timings.stage("probe"):
         info = await probe(source, deps.settings, measure=measure)

@@ -20,7 +20,11 @@ from transcode_service.workdir import file_size
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef
+    from types_aiobotocore_s3.type_defs import (
+        GetObjectOutputTypeDef,
+        GetObjectRequestTypeDef,
+        ObjectIdentifierTypeDef,
+    )
 
 log = structlog.get_logger(__name__)
 
@@ -77,16 +81,19 @@ def _open_read(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-async def download(
-    s3: S3Client, bucket: str, key: str, dest: Path, *, max_bytes: int, etag: str | None = None
-) -> int:
-    """Stream ``key`` into ``dest``; returns its size. With ``etag``, only that version."""
+async def _get_source(
+    s3: S3Client, bucket: str, key: str, etag: str | None, byte_range: tuple[int, int] | None
+) -> GetObjectOutputTypeDef:
+    """GET the upload (with ``etag``: only that version; with ``byte_range``: [start, end)
+    of it), its absence or replacement a permanent error."""
+    request: GetObjectRequestTypeDef = {"Bucket": bucket, "Key": key}
+    if etag:
+        request["IfMatch"] = etag
+    if byte_range is not None:
+        request["Range"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
     with retryable("downloading the source"):
         try:
-            if etag:
-                response = await s3.get_object(Bucket=bucket, Key=key, IfMatch=etag)
-            else:
-                response = await s3.get_object(Bucket=bucket, Key=key)
+            return await s3.get_object(**request)
         except botocore.exceptions.ClientError as exc:
             if is_not_found(exc):
                 raise PermanentError("the uploaded file was not found in storage") from None
@@ -95,6 +102,10 @@ async def download(
                     "the uploaded file was overwritten after its upload was completed"
                 ) from None
             raise
+
+
+async def _write_body(response: GetObjectOutputTypeDef, out: IO[bytes], max_bytes: int) -> int:
+    """Stream a GET's body into ``out`` at its position; returns the bytes written."""
     size = int(response.get("ContentLength", 0))
     body = response["Body"]
     try:
@@ -105,17 +116,47 @@ async def download(
                     f"{max_bytes / 1024**3:.1f} GiB is allowed"
                 )
             written = 0
-            with _open_write(dest) as out:
-                async for chunk in body.iter_chunks(CHUNK):
-                    written += len(chunk)
-                    if written > max_bytes:
-                        raise PermanentError("the file is larger than allowed")
-                    out.write(chunk)
+            async for chunk in body.iter_chunks(CHUNK):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise PermanentError("the file is larger than allowed")
+                out.write(chunk)
     finally:
         body.close()
     if written != size:
         raise RetryableError(f"download incomplete: {written} of {size} bytes")
     return written
+
+
+async def download(
+    s3: S3Client, bucket: str, key: str, dest: Path, *, max_bytes: int, etag: str | None = None
+) -> int:
+    """Stream ``key`` into ``dest``; returns its size. With ``etag``, only that version."""
+    response = await _get_source(s3, bucket, key, etag, None)
+    with _open_write(dest) as out:
+        return await _write_body(response, out, max_bytes)
+
+
+async def download_ranges(
+    s3: S3Client,
+    bucket: str,
+    key: str,
+    dest: Path,
+    ranges: Sequence[tuple[int, int]],
+    *,
+    size: int,
+    etag: str | None = None,
+) -> int:
+    """Only ``ranges`` of ``key``, each at its offset in a sparse ``dest`` of ``size``
+    bytes (the rest reads as zeros); returns the bytes fetched."""
+    fetched = 0
+    with _open_write(dest) as out:
+        out.truncate(size)
+        for start, end in ranges:
+            response = await _get_source(s3, bucket, key, etag, (start, min(end, size)))
+            out.seek(start)
+            fetched += await _write_body(response, out, end - start)
+    return fetched
 
 
 async def upload_file(

@@ -481,12 +481,16 @@ async def test_worker_killed_mid_chunk_does_not_change_the_result(
 
 
 def test_chunk_job_round_trips_and_is_validated() -> None:
-    job = _chunk(1, 12.0, 12.0, 2)
+    job = _chunk(1, 12.0, 12.0, 2, audio_offset=0.01, byte_ranges=[(0, 100), (500, 900)])
     parsed = parse_job(job.to_json())
     assert parsed == job and queue_kind(parsed) == "transcode"
     assert job.job_id == chunk_job_id(job.parent_job_id, 1)  # deterministic per chunk
     body = job.model_dump(mode="json")
-    bad_fields: list[dict[str, Any]] = [{"index": 3}, {"rungs": []}, {"rungs": [0]}, {"count": 1}]
+    bad_fields: list[dict[str, Any]] = [
+        {"index": 3}, {"rungs": []}, {"rungs": [0]}, {"count": 1},
+        {"byte_ranges": [[5, 5]]}, {"byte_ranges": [[-1, 5]]}, {"byte_ranges": []},
+        {"audio_offset": 30.0},
+    ]  # fmt: skip
     for bad in bad_fields:
         with pytest.raises(MessageError):
             parse_job(json.dumps({**body, **bad}))
