@@ -4,7 +4,6 @@ released in reverse order at shutdown; nothing is created at import time."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import aio_pika
@@ -13,6 +12,7 @@ from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import AMQPError
 from aiohttp import web
 
+from api_service.background import background_task
 from api_service.context import (
     AMQP,
     ENGINE,
@@ -86,25 +86,13 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
         await connection.close()
 
 
-def _relay_ctx(app: web.Application) -> contextlib.AbstractAsyncContextManager[None]:
-    @contextlib.asynccontextmanager
-    async def run() -> AsyncIterator[None]:
-        relay = OutboxRelay(app[SETTINGS], app[SESSIONS], app[AMQP], app[METRICS], app[OUTBOX_WAKE])
-        task = asyncio.create_task(relay.run(), name="outbox-relay")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await relay.close()
-
-    return run()
-
-
 async def _outbox_relay(app: web.Application) -> AsyncIterator[None]:
-    async with _relay_ctx(app):
-        yield
+    relay = OutboxRelay(app[SETTINGS], app[SESSIONS], app[AMQP], app[METRICS], app[OUTBOX_WAKE])
+    try:
+        async with background_task(relay.run(), "outbox-relay"):
+            yield
+    finally:
+        await relay.close()
 
 
 async def _event_consumer(app: web.Application) -> AsyncIterator[None]:

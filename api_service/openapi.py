@@ -14,7 +14,8 @@ from swagger_ui_bundle import swagger_ui_path
 
 from api_service.context import OPENAPI
 from api_service.http.errors import ErrorResponse
-from api_service.http.operations import Operation, operation_of
+from api_service.http.operations import Auth, Operation, operation_of
+from shared.settings import S3_MAX_PARTS
 
 DOCS_PATH = "/api/v1/docs"
 OPENAPI_PATH = "/api/v1/openapi.json"
@@ -43,75 +44,39 @@ class _Components:
         return _REF.format(model=model.__name__)
 
 
+# Path parameters by name, in the order they are listed: (schema, description or None).
+_PATH_PARAMETERS: dict[str, tuple[dict[str, Any], str | None]] = {
+    "video_id": ({"type": "integer", "minimum": 1}, None),
+    "quality": ({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,16}$"}, "Rendition, e.g. 720p"),
+    "upload_id": ({"type": "string"}, "uploadId from create"),
+    "endpoint_id": ({"type": "integer", "minimum": 1}, None),
+    "part_number": ({"type": "integer", "minimum": 1, "maximum": S3_MAX_PARTS}, None),
+}
+# The video-scoped tokens travel in the query string (players and EventSource cannot send
+# an Authorization header).
+_QUERY_TOKENS: dict[Auth, str] = {
+    "playback": "Playback token from playback_url",
+    "events": "Events token from the video's events_url",
+}
+
+
+def _parameter(
+    name: str, where: Literal["path", "query"], schema: dict[str, Any], description: str | None
+) -> dict[str, Any]:
+    param: dict[str, Any] = {"name": name, "in": where, "required": True, "schema": schema}
+    if description is not None:
+        param["description"] = description
+    return param
+
+
 def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
-    params: list[dict[str, Any]] = []
-    if "{video_id}" in path:
-        params.append(
-            {
-                "name": "video_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "integer", "minimum": 1},
-            }
-        )
-    if "{quality}" in path:
-        params.append(
-            {
-                "name": "quality",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,16}$"},
-                "description": "Rendition, e.g. 720p",
-            }
-        )
-    if "{upload_id}" in path:
-        params.append(
-            {
-                "name": "upload_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string"},
-                "description": "uploadId from create",
-            }
-        )
-    if "{endpoint_id}" in path:
-        params.append(
-            {
-                "name": "endpoint_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "integer", "minimum": 1},
-            }
-        )
-    if "{part_number}" in path:
-        params.append(
-            {
-                "name": "part_number",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
-            }
-        )
-    if op.auth == "playback":
-        params.append(
-            {
-                "name": "token",
-                "in": "query",
-                "required": True,
-                "schema": {"type": "string"},
-                "description": "Playback token from playback_url",
-            }
-        )
-    if op.auth == "events":
-        params.append(
-            {
-                "name": "token",
-                "in": "query",
-                "required": True,
-                "schema": {"type": "string"},
-                "description": "Events token from the video's events_url",
-            }
-        )
+    params = [
+        _parameter(name, "path", schema, description)
+        for name, (schema, description) in _PATH_PARAMETERS.items()
+        if "{" + name + "}" in path
+    ]
+    if op.auth in _QUERY_TOKENS:
+        params.append(_parameter("token", "query", {"type": "string"}, _QUERY_TOKENS[op.auth]))
     if op.query is not None:
         schema = op.query.model_json_schema(ref_template=_REF)
         required = set(schema.get("required", []))

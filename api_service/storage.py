@@ -6,11 +6,11 @@ everything the API itself does goes through the internal endpoint.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 _DELETE_BATCH = 1000  # the S3 DeleteObjects maximum
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,16 @@ class StoredObject:
     key: str
     size: int
     last_modified: datetime
+
+
+async def _unless_missing(request: Awaitable[T]) -> T | None:
+    """The response to an S3 request; None when it failed because the object is not there."""
+    try:
+        return await request
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
 
 
 def _is_no_such_upload(exc: ClientError) -> bool:
@@ -197,24 +208,18 @@ class Storage:
         )
 
     async def head(self, key: str) -> ObjectInfo | None:
-        try:
-            response = await self._s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise
+        response = await _unless_missing(self._s3.head_object(Bucket=self.bucket, Key=key))
+        if response is None:
+            return None
         return ObjectInfo(
             size=int(response["ContentLength"]), etag=str(response.get("ETag", "")).strip('"')
         )
 
     async def get_bytes(self, key: str, limit: int = 4 * 1024 * 1024) -> bytes | None:
         """A small object (a playlist) in memory; None when missing or over ``limit``."""
-        try:
-            response = await self._s3.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise
+        response = await _unless_missing(self._s3.get_object(Bucket=self.bucket, Key=key))
+        if response is None:
+            return None
         async with response["Body"] as body:
             if int(response.get("ContentLength", 0)) > limit:
                 return None

@@ -31,13 +31,19 @@ class Base(DeclarativeBase):
     pass
 
 
-VIDEO_STATUS = Enum(
-    VideoStatus,
-    name="video_status",
-    values_callable=lambda enum: [member.value for member in enum],
-    native_enum=True,
-    validate_strings=True,
-)
+def _value_enum(enum_class: type[enum.Enum], name: str) -> Enum:
+    """A native ENUM column type holding the members' values (not their names); a string
+    that is not one of them is refused before it reaches the database."""
+    return Enum(
+        enum_class,
+        name=name,
+        values_callable=lambda members: [member.value for member in members],
+        native_enum=True,
+        validate_strings=True,
+    )
+
+
+VIDEO_STATUS = _value_enum(VideoStatus, "video_status")
 
 
 # Bounded columns: values from outside are cut to these lengths before they are written.
@@ -57,13 +63,7 @@ class Visibility(enum.StrEnum):
     PRIVATE = "private"
 
 
-VIDEO_VISIBILITY = Enum(
-    Visibility,
-    name="video_visibility",
-    values_callable=lambda enum: [member.value for member in enum],
-    native_enum=True,
-    validate_strings=True,
-)
+VIDEO_VISIBILITY = _value_enum(Visibility, "video_visibility")
 
 
 class User(Base):

@@ -63,6 +63,9 @@ class LoginRequest(_Request):
 
 
 class UserResponse(BaseModel):
+    # Built from the User row: UserResponse.model_validate(user).
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     nickname: str
     email: str

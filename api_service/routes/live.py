@@ -30,10 +30,11 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 from sqlalchemy import select
 
-from api_service.auth.tokens import TokenError, decode_events_grant
+from api_service.auth.current import query_token_grant
+from api_service.auth.tokens import decode_events_grant
 from api_service.context import SESSIONS, SETTINGS, STORAGE
 from api_service.db.models import Video, VideoSource
-from api_service.http.errors import not_found, unauthorized
+from api_service.http.errors import not_found
 from api_service.http.operations import operation
 from api_service.http.params import video_id_param
 from api_service.views import video_response
@@ -68,20 +69,6 @@ class Snapshot:
 
 # Request key: the stream's token was issued to the video's owner.
 _OWNER = "events_token_owner"
-
-
-def _authorize(request: web.Request, video_id: int) -> bool:
-    """Checks the events token; True when it was issued to the video's owner."""
-    token = request.query.get("token")
-    if not token:
-        raise unauthorized("missing events token (use the video's events_url)")
-    try:
-        grant = decode_events_grant(request.app[SETTINGS].auth, token)
-    except TokenError as exc:
-        raise unauthorized(f"events {exc}") from None
-    if grant.video_id != video_id:
-        raise not_found("video")
-    return grant.owner
 
 
 async def _snapshot(request: web.Request, video_id: int) -> Snapshot | None:
@@ -152,7 +139,8 @@ async def _send(
 )
 async def video_events(request: web.Request) -> web.StreamResponse:
     video_id = video_id_param(request)
-    request[_OWNER] = _authorize(request, video_id)
+    _, grant = query_token_grant(request, video_id, "events", decode_events_grant)
+    request[_OWNER] = grant.owner
     settings = request.app[SETTINGS].server
     now = await _snapshot(request, video_id)
     if now is None:

@@ -12,14 +12,16 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from sqlalchemy import select
 
-from api_service.auth.tokens import PlaybackGrant, TokenError, decode_playback_grant
+from api_service.auth.current import query_token_grant
+from api_service.auth.tokens import decode_playback_grant
 from api_service.context import PLAYLIST_CACHE, PRESIGNER, SESSIONS, SETTINGS, STORAGE
 from api_service.db.models import Video, VideoSource
-from api_service.http.errors import ApiError, not_found, unauthorized
+from api_service.http.errors import ApiError, not_found
 from api_service.http.operations import operation
 from api_service.http.params import video_id_param
 from api_service.playlist_cache import SignedPlaylistCache, window_seconds
@@ -46,22 +48,19 @@ async def signing(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def _authorize(request: web.Request, video_id: int) -> tuple[str, PlaybackGrant]:
-    token = request.query.get("token")
-    if not token:
-        raise unauthorized("missing playback token")
-    try:
-        grant = decode_playback_grant(request.app[SETTINGS].auth, token)
-    except TokenError as exc:
-        raise unauthorized(f"playback {exc}") from None
-    if grant.video_id != video_id:
-        raise not_found("video")
-    return token, grant
+@dataclass(frozen=True)
+class _Playable:
+    """What a playlist request may play: its token's video, online, with its renditions."""
+
+    token: str
+    video: Video
+    sources: list[VideoSource]
 
 
-async def _online_video(
-    request: web.Request, video_id: int, grant: PlaybackGrant
-) -> tuple[Video, list[VideoSource]]:
+async def _playable(request: web.Request) -> _Playable:
+    """The video the playlist URL names, if its playback token and visibility allow it."""
+    video_id = video_id_param(request)
+    token, grant = query_token_grant(request, video_id, "playback", decode_playback_grant)
     async with request.app[SESSIONS]() as session:
         video = await session.get(Video, video_id)
         if video is None or video.status != VideoStatus.ONLINE or not video.master_key:
@@ -72,7 +71,7 @@ async def _online_video(
         sources = list(
             await session.scalars(select(VideoSource).where(VideoSource.video_id == video_id))
         )
-    return video, sources
+    return _Playable(token, video, sources)
 
 
 def _resolve(base_key: str, uri: str, video_id: int) -> str:
@@ -130,20 +129,18 @@ def _playlist_operation(summary: str) -> Callable[[Handler], Handler]:
 @routes.get(r"/api/v1/videos/{video_id:\d+}/hls/master.m3u8")
 @_playlist_operation("Signed HLS master playlist")
 async def master_playlist(request: web.Request) -> web.Response:
-    video_id = video_id_param(request)
-    token, grant = _authorize(request, video_id)
-    video, sources = await _online_video(request, video_id, grant)
-    assert video.master_key is not None
+    playable = await _playable(request)
+    video_id, master_key = playable.video.id, playable.video.master_key
+    assert master_key is not None
     settings = request.app[SETTINGS]
-    quality_by_key = {source.playlist_key: source.quality for source in sources}
-    master_key = video.master_key
+    quality_by_key = {source.playlist_key: source.quality for source in playable.sources}
 
     async def rewrite(uri: str) -> str:
         key = _resolve(master_key, uri, video_id)
         quality = quality_by_key.get(key)
         if quality is None:
             raise ApiError(502, "bad_playlist", "master playlist names an unknown rendition")
-        return variant_url(settings, video_id, quality, token)
+        return variant_url(settings, video_id, quality, playable.token)
 
     text = await _rewrite(await _load(request.app[STORAGE], master_key), rewrite)
     return _playlist_response(text, max_age=60)
@@ -152,11 +149,10 @@ async def master_playlist(request: web.Request) -> web.Response:
 @routes.get(r"/api/v1/videos/{video_id:\d+}/hls/{quality:[A-Za-z0-9_-]{1,16}}.m3u8")
 @_playlist_operation("Signed HLS variant playlist (segments are presigned S3 URLs)")
 async def variant_playlist(request: web.Request) -> web.Response:
-    video_id = video_id_param(request)
-    _, grant = _authorize(request, video_id)
-    _, sources = await _online_video(request, video_id, grant)
+    playable = await _playable(request)
+    video_id = playable.video.id
     quality = request.match_info["quality"]
-    source = next((s for s in sources if s.quality == quality), None)
+    source = next((s for s in playable.sources if s.quality == quality), None)
     if source is None:
         raise not_found("rendition")
     playlist_key = source.playlist_key

@@ -25,12 +25,6 @@ from api_service.ratelimit import enforce_auth_attempt
 routes = web.RouteTableDef()
 
 
-def _user_response(user: User) -> UserResponse:
-    return UserResponse(
-        id=user.id, nickname=user.nickname, email=user.email, created_at=user.created_at
-    )
-
-
 @routes.post("/api/v1/users/register")
 @operation(
     "Create an account",
@@ -50,7 +44,7 @@ async def register(request: web.Request) -> web.Response:
             session.add(user)
     except IntegrityError:
         raise ApiError(409, "email_taken", "a user with this email already exists") from None
-    return web.json_response(_user_response(user).model_dump(mode="json"), status=201)
+    return web.json_response(UserResponse.model_validate(user).model_dump(mode="json"), status=201)
 
 
 @routes.post("/api/v1/users/login")
@@ -83,4 +77,4 @@ async def me(request: web.Request) -> web.Response:
         user = await session.get(User, user_id)
     if user is None:
         raise unauthorized("the token's user no longer exists")
-    return web.json_response(_user_response(user).model_dump(mode="json"))
+    return web.json_response(UserResponse.model_validate(user).model_dump(mode="json"))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
@@ -31,6 +30,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api_service.background import background_task
 from api_service.context import SESSIONS, SETTINGS, STORAGE
 from api_service.db.engine import make_engine, make_sessionmaker
 from api_service.db.models import Video
@@ -174,13 +174,8 @@ async def periodic_janitor(app: web.Application) -> AsyncIterator[None]:
                 # A dependency outage must not end the loop; the next pass retries.
                 log.exception("janitor pass failed")
 
-    task = asyncio.create_task(loop(), name="janitor")
-    try:
+    async with background_task(loop(), "janitor"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def run(settings: Settings) -> JanitorReport:

@@ -9,10 +9,12 @@ video (its jobs are queued), so an Uppy client needs nothing else.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
 from botocore.exceptions import ClientError
+from pydantic import BaseModel
 
 from api_service.auth.current import require_user_id
 from api_service.context import SESSIONS, SETTINGS, STORAGE
@@ -54,6 +56,7 @@ log = structlog.get_logger(__name__)
 BASE = "/api/v1/s3/multipart"
 _KEY = re.compile(r"^raw/(?P<video_id>\d{1,19})/[0-9a-f-]{36}\.[a-z0-9]{1,8}$")
 _UPLOAD_ID = "{upload_id}"
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def _unquote(etag: str) -> str:
@@ -82,6 +85,26 @@ async def _upload_video(request: web.Request, *, uploading: bool = True) -> Vide
     if uploading and video.status != VideoStatus.UPLOADING:
         raise ApiError(409, "invalid_status", f"video is {video.status.value}, not uploading")
     return video
+
+
+def _upload_operation(
+    summary: str,
+    response: type[BaseModel],
+    *,
+    request: type[BaseModel] | None = None,
+    errors: tuple[int, ...] = (),
+) -> Callable[[Handler], Handler]:
+    """Document a route that finds its upload with ``_upload_video``: the bearer token and
+    ``?key=``, and the 400, 401, 404 and 409 that lookup answers (plus ``errors``)."""
+    return operation(
+        summary,
+        "uploads",
+        request=request,
+        response=response,
+        query=KeyQuery,
+        auth="bearer",
+        errors=tuple(sorted({400, 401, 404, 409, *errors})),
+    )
 
 
 @routes.post(BASE)
@@ -122,13 +145,8 @@ async def create_multipart(request: web.Request) -> web.Response:
 
 
 @routes.get(BASE + "/" + _UPLOAD_ID + "/{part_number}")
-@operation(
-    "Uppy/Companion: presigned PUT URL of one part (signed on demand)",
-    "uploads",
-    response=SignPartResponse,
-    query=KeyQuery,
-    auth="bearer",
-    errors=(400, 401, 404, 409),
+@_upload_operation(
+    "Uppy/Companion: presigned PUT URL of one part (signed on demand)", SignPartResponse
 )
 async def sign_part(request: web.Request) -> web.Response:
     video = await _upload_video(request)
@@ -145,14 +163,7 @@ async def sign_part(request: web.Request) -> web.Response:
 
 
 @routes.get(BASE + "/" + _UPLOAD_ID)
-@operation(
-    "Uppy/Companion: the parts uploaded so far (to resume)",
-    "uploads",
-    response=UploadedParts,
-    query=KeyQuery,
-    auth="bearer",
-    errors=(400, 401, 404, 409),
-)
+@_upload_operation("Uppy/Companion: the parts uploaded so far (to resume)", UploadedParts)
 async def list_parts(request: web.Request) -> web.Response:
     video = await _upload_video(request)
     assert video.source_key is not None and video.upload_id is not None
@@ -169,14 +180,11 @@ async def list_parts(request: web.Request) -> web.Response:
 
 
 @routes.post(BASE + "/" + _UPLOAD_ID + "/complete")
-@operation(
+@_upload_operation(
     "Uppy/Companion: complete the multipart upload and queue the video's jobs",
-    "uploads",
+    CompleteMultipartResponse,
     request=CompleteMultipartRequest,
-    response=CompleteMultipartResponse,
-    query=KeyQuery,
-    auth="bearer",
-    errors=(400, 401, 404, 409, 413),
+    errors=(413,),
 )
 async def complete_multipart(request: web.Request) -> web.Response:
     video = await _upload_video(request)
@@ -228,13 +236,8 @@ async def complete_multipart(request: web.Request) -> web.Response:
 
 
 @routes.delete(BASE + "/" + _UPLOAD_ID)
-@operation(
-    "Uppy/Companion: abort the upload (its parts are dropped, the video fails)",
-    "uploads",
-    response=EmptyResponse,
-    query=KeyQuery,
-    auth="bearer",
-    errors=(401, 404, 409),
+@_upload_operation(
+    "Uppy/Companion: abort the upload (its parts are dropped, the video fails)", EmptyResponse
 )
 async def abort_multipart(request: web.Request) -> web.Response:
     video = await _upload_video(request)

@@ -11,7 +11,6 @@ exponentially; after ``webhooks.max_attempts`` the delivery is ``failed``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
+from api_service.background import background_task
 from api_service.context import SESSIONS, SETTINGS
 from api_service.db.models import WebhookDelivery, WebhookEndpoint, utcnow
 from api_service.webhooks.addresses import ReceiverRefused, check_receiver
@@ -178,11 +178,8 @@ class WebhookDispatcher:
 async def webhook_dispatcher(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the dispatcher runs in every API process (the claims keep them apart)."""
     dispatcher = WebhookDispatcher(app[SETTINGS].webhooks, app[SESSIONS])
-    task = asyncio.create_task(dispatcher.run(), name="webhooks")
     try:
-        yield
+        async with background_task(dispatcher.run(), "webhooks"):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await dispatcher.close()

@@ -69,9 +69,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
         endpoint = WebhookEndpoint(owner_id=user_id, url=body.url, secret=secret)
         session.add(endpoint)
         await session.flush()
-    response = CreatedEndpointResponse(
-        id=endpoint.id, url=endpoint.url, created_at=endpoint.created_at, secret=secret
-    )
+    response = CreatedEndpointResponse.model_validate(endpoint)
     return web.json_response(response.model_dump(mode="json"), status=201)
 
 
@@ -88,9 +86,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
             .where(WebhookEndpoint.owner_id == user_id)
             .order_by(WebhookEndpoint.id)
         )
-        body = EndpointList(
-            [EndpointResponse(id=e.id, url=e.url, created_at=e.created_at) for e in rows]
-        )
+        body = EndpointList([EndpointResponse.model_validate(e) for e in rows])
     return web.json_response(body.model_dump(mode="json"))
 
 
@@ -130,22 +126,5 @@ async def list_deliveries(request: web.Request) -> web.Response:
             .order_by(WebhookDelivery.id.desc())
             .limit(_DELIVERIES_SHOWN)
         )
-        body = DeliveryList(
-            [
-                DeliveryResponse(
-                    id=d.id,
-                    message_id=d.message_id,
-                    event_type=d.event_type,
-                    video_id=d.video_id,
-                    status=d.status,
-                    attempts=d.attempts,
-                    last_status=d.last_status,
-                    last_error=d.last_error,
-                    next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
-                    created_at=d.created_at,
-                    delivered_at=d.delivered_at,
-                )
-                for d in rows
-            ]
-        )
+        body = DeliveryList([DeliveryResponse.model_validate(d) for d in rows])
     return web.json_response(body.model_dump(mode="json"))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from api_service.http.schemas import UtcDatetime
 
@@ -15,6 +15,9 @@ class CreateEndpointRequest(BaseModel):
 
 
 class EndpointResponse(BaseModel):
+    # Built from the WebhookEndpoint row: EndpointResponse.model_validate(row).
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     url: str
     created_at: UtcDatetime
@@ -31,6 +34,9 @@ class EndpointList(RootModel[list[EndpointResponse]]):
 
 
 class DeliveryResponse(BaseModel):
+    # Built from the WebhookDelivery row: DeliveryResponse.model_validate(row).
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     message_id: str = Field(description="The webhook-id header (the same on every attempt).")
     event_type: str
@@ -39,9 +45,18 @@ class DeliveryResponse(BaseModel):
     attempts: int
     last_status: int | None
     last_error: str | None
-    next_attempt_at: UtcDatetime | None
+    next_attempt_at: UtcDatetime | None = Field(
+        description="When the next attempt is due; null unless the delivery is pending."
+    )
     created_at: UtcDatetime
     delivered_at: UtcDatetime | None
+
+    @model_validator(mode="after")
+    def _next_attempt_only_while_pending(self) -> Self:
+        # The row keeps the lease of its last attempt; once delivered or failed it means nothing.
+        if self.status != "pending":
+            self.next_attempt_at = None
+        return self
 
 
 class DeliveryList(RootModel[list[DeliveryResponse]]):
