@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 
 import aio_pika
@@ -173,6 +174,40 @@ async def wait_dead_letters(
 
     await eventually(more, lambda n: n >= count, within=within, interval=0.2)
     return found
+
+
+@dataclass(frozen=True)
+class Broker:
+    """One connection and the topology declared on it, so a test that publishes jobs and
+    watches their events names the broker once instead of passing both everywhere."""
+
+    amqp: AbstractRobustConnection
+    topology: Topology
+
+    async def publish(
+        self,
+        job: AnyJob | bytes,
+        *,
+        routing_key: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """:func:`publish_job` on this broker."""
+        await publish_job(
+            self.amqp, self.topology, job, routing_key=routing_key, message_id=message_id
+        )
+
+    def events(self) -> EventListener:
+        """``async with broker.events() as events``: an :class:`EventListener` on this broker."""
+        return EventListener(self.amqp, self.topology)
+
+    async def dead_letters(
+        self,
+        predicate: Callable[[AbstractIncomingMessage], bool],
+        count: int = 1,
+        within: float = DEFAULT_WITHIN,
+    ) -> list[AbstractIncomingMessage]:
+        """:func:`wait_dead_letters` on this broker."""
+        return await wait_dead_letters(self.amqp, self.topology, predicate, count, within)
 
 
 async def purge_queues(channel: AbstractChannel, names: Iterable[str]) -> int:

@@ -19,6 +19,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.engine import make_url
 
+from harness.broker import Broker
 from harness.database import create_database, drop_database
 from harness.storage import delete_bucket
 from shared.bucket_cors import apply_bucket_cors
@@ -157,3 +158,9 @@ async def declared_topology(
         cleanup = await amqp.channel()
         await delete_topology(cleanup, topology)
         await cleanup.close()
+
+
+@pytest.fixture(scope="session")
+def broker(amqp: AbstractRobustConnection, declared_topology: Topology) -> Broker:
+    """This run's broker: publish jobs and watch events on its declared topology."""
+    return Broker(amqp, declared_topology)

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import m3u8
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 
-from harness.broker import EventListener, publish_job
+from harness.broker import Broker, EventListener
 from harness.metrics import metric_value
 from harness.storage import list_keys
 from shared import keys
@@ -35,7 +34,6 @@ from shared.messages import (
     queue_kind,
 )
 from shared.settings import WorkerSettings
-from shared.topology import Topology
 from tests.media import make_video
 from tests.worker.media_infos import info as media_info
 from tests.worker.support import (
@@ -272,8 +270,7 @@ async def verify_stitched(s3: S3Client, bucket: str, video_id: int, dest: Path) 
 
 
 async def _run_chunked(
-    amqp: AbstractRobustConnection,
-    topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
     source: Path,
@@ -282,15 +279,14 @@ async def _run_chunked(
     job = TranscodeJob(
         video_id=video_id, job_id=uuid.uuid4(), source_key=await upload_source(source, video_id)
     )
-    async with EventListener(amqp, topology) as events:
-        await publish_job(amqp, topology, job)
+    async with broker.events() as events:
+        await broker.publish(job)
         await events.wait_for(job.job_id, ("transcode_succeeded",), within=240)
     return job, events
 
 
 async def test_long_clip_goes_online_through_chunks_on_two_workers(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
     s3: S3Client,
@@ -303,7 +299,7 @@ async def test_long_clip_goes_online_through_chunks_on_two_workers(
     source = make_video(
         tmp_path / "long.mp4", width=320, height=180, duration=SOURCE_SECONDS, fps=FPS
     )
-    job, events = await _run_chunked(amqp, declared_topology, start_worker, upload_source, source)
+    job, events = await _run_chunked(broker, start_worker, upload_source, source)
     video_id = job.video_id
     failed = [e for e in events.events if isinstance(e, TranscodeFailed)]
     assert not failed, failed
@@ -341,10 +337,8 @@ async def test_long_clip_goes_online_through_chunks_on_two_workers(
 
     before = sum([await duplicates(w) for w in workers])
     # A redelivered chunk changes nothing: it is acked as a duplicate (result marker).
-    async with EventListener(amqp, declared_topology) as again:
-        await publish_job(
-            amqp,
-            declared_topology,
+    async with broker.events() as again:
+        await broker.publish(
             ChunkJob(
                 video_id=video_id,
                 job_id=chunk_job_id(job.job_id, 1),
@@ -373,23 +367,21 @@ async def test_long_clip_goes_online_through_chunks_on_two_workers(
 
 
 async def test_short_clip_keeps_the_single_job_path(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
     tmp_path: Path,
 ) -> None:
     worker = await start_worker(rungs=[120], **CHUNKED)
     source = make_video(tmp_path / "short.mp4", width=320, height=180, duration=8, fps=FPS)
-    await _run_chunked(amqp, declared_topology, start_worker, upload_source, source)
+    await _run_chunked(broker, start_worker, upload_source, source)
     text = await worker.settled_metrics()
     assert metric_value(text, LADDER_RUNS, kind="transcode_chunk") == 0
     assert metric_value(text, LADDER_RUNS, kind="transcode") == 1
 
 
 async def test_chunk_of_a_deleted_video_fails_with_a_reason(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
     tmp_path: Path,
 ) -> None:
@@ -398,8 +390,8 @@ async def test_chunk_of_a_deleted_video_fails_with_a_reason(
     # Its source was deleted with its video.
     source_key = f"raw/{video_id}/{uuid.uuid4()}.mp4"
     chunk = _chunk(0, 0.0, 12.0, 0, video_id=video_id, source_key=source_key, rungs=[120])
-    async with EventListener(amqp, declared_topology) as events:
-        await publish_job(amqp, declared_topology, chunk.to_json(), routing_key="transcode")
+    async with broker.events() as events:
+        await broker.publish(chunk.to_json(), routing_key="transcode")
         failed = await events.wait_for(chunk.job_id, ("transcode_failed",))
     assert isinstance(failed, TranscodeFailed) and failed.permanent
     assert failed.job_kind == "transcode"
@@ -446,8 +438,7 @@ def spawn_chunking(spawn_worker: WorkerProcessFactory) -> WorkerProcessFactory:
 
 
 async def test_worker_killed_mid_chunk_does_not_change_the_result(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     spawn_chunking: WorkerProcessFactory,
     upload_source: Uploader,
     s3: S3Client,
@@ -461,10 +452,10 @@ async def test_worker_killed_mid_chunk_does_not_change_the_result(
     job = TranscodeJob(
         video_id=video_id, job_id=uuid.uuid4(), source_key=await upload_source(source, video_id)
     )
-    async with EventListener(amqp, declared_topology) as events:
+    async with broker.events() as events:
         # The slow preset keeps the doomed worker's chunk running until it is killed.
         doomed = await spawn_chunking(VIDEO_WORKER__X264_PRESET="slow")
-        await publish_job(amqp, declared_topology, job)
+        await broker.publish(job)
         await doomed.wait_log(lambda r: r["event"] == "ffmpeg chunk started")
         await doomed.kill()  # SIGKILL mid-chunk: no clean-up, the delivery goes back
         survivor = await spawn_chunking()

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 import pytest
 import structlog
-from aio_pika.abc import AbstractRobustConnection
 
-from harness.broker import EventListener, publish_job, wait_dead_letters
+from harness.broker import Broker
 from harness.metrics import metric_value
 from harness.storage import list_keys
 from shared import keys
@@ -25,7 +24,7 @@ from shared.messages import (
     TranscodeProgress,
     TranscodeSucceeded,
 )
-from shared.topology import HEADER_FAILURE_REASON, Topology
+from shared.topology import HEADER_FAILURE_REASON
 from tests.media import make_video
 from tests.worker.bad_inputs import BAD_INPUTS
 from tests.worker.support import Uploader, WorkerFactory, new_video_id, uploaded_job
@@ -35,8 +34,7 @@ if TYPE_CHECKING:
 
 
 async def test_cover_and_transcode_jobs_end_in_events(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
     tmp_path: Path,
@@ -46,9 +44,9 @@ async def test_cover_and_transcode_jobs_end_in_events(
     key = await upload_source(make_video(tmp_path / "in.mp4", duration=4), video_id)
     cover = CoverJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     transcode = TranscodeJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
-    async with EventListener(amqp, declared_topology) as events:
-        await publish_job(amqp, declared_topology, transcode)
-        await publish_job(amqp, declared_topology, cover)
+    async with broker.events() as events:
+        await broker.publish(transcode)
+        await broker.publish(cover)
         ready = await events.wait_for(cover.job_id, ("cover_ready", "transcode_failed"))
         done = await events.wait_for(transcode.job_id, ("transcode_succeeded", "transcode_failed"))
     assert isinstance(ready, CoverReady) and ready.cover_key == keys.cover_key(video_id)
@@ -70,20 +68,19 @@ async def test_cover_and_transcode_jobs_end_in_events(
 
 
 async def test_bad_inputs_fail_once_with_reason(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
     tmp_path: Path,
 ) -> None:
     worker = await start_worker()
     jobs: dict[str, TranscodeJob] = {}
-    async with EventListener(amqp, declared_topology) as events:
+    async with broker.events() as events:
         for name, (make, _) in BAD_INPUTS.items():
             (tmp_path / name).mkdir()
             source = make(tmp_path / name)
             jobs[name] = await uploaded_job(TranscodeJob, upload_source, source)
-            await publish_job(amqp, declared_topology, jobs[name])
+            await broker.publish(jobs[name])
         for name, job in jobs.items():
             event = await events.wait_for(job.job_id, ("transcode_failed", "transcode_succeeded"))
             assert isinstance(event, TranscodeFailed), name
@@ -100,8 +97,7 @@ async def test_bad_inputs_fail_once_with_reason(
 
 
 async def test_job_for_another_videos_upload_is_rejected(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
     s3: S3Client,
@@ -117,9 +113,9 @@ async def test_job_for_another_videos_upload_is_rejected(
         TranscodeJob(video_id=other, job_id=uuid.uuid4(), source_key=victim.source_key),
         CoverJob(video_id=other, job_id=uuid.uuid4(), source_key=victim.source_key),
     ]
-    async with EventListener(amqp, declared_topology) as events:
+    async with broker.events() as events:
         for job in jobs:
-            await publish_job(amqp, declared_topology, job)
+            await broker.publish(job)
         for job in jobs:
             event = await events.wait_for(
                 job.job_id, ("transcode_failed", "transcode_succeeded", "cover_ready")
@@ -146,8 +142,7 @@ async def test_job_for_another_videos_upload_is_rejected(
     ],
 )
 async def test_malformed_message_goes_to_dead_letter_queue(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
     body: bytes,
     reason: str,
@@ -155,10 +150,8 @@ async def test_malformed_message_goes_to_dead_letter_queue(
     worker = await start_worker()
     message_id = str(uuid.uuid4())
     with structlog.testing.capture_logs() as logs:
-        await publish_job(amqp, declared_topology, body, message_id=message_id)
-        [dead] = await wait_dead_letters(
-            amqp, declared_topology, lambda m: m.message_id == message_id
-        )
+        await broker.publish(body, message_id=message_id)
+        [dead] = await broker.dead_letters(lambda m: m.message_id == message_id)
     assert dead.body == body
     death = dead.headers["x-death"][0]  # type: ignore[index]
     assert death["reason"] == "rejected"  # type: ignore[index,call-overload]
@@ -169,8 +162,7 @@ async def test_malformed_message_goes_to_dead_letter_queue(
 
 
 async def test_transient_failures_retried_then_dead_lettered(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
 ) -> None:
     # Storage unreachable: every attempt fails with a connection error.
@@ -179,14 +171,14 @@ async def test_transient_failures_retried_then_dead_lettered(
     job = CoverJob(
         video_id=video_id, job_id=uuid.uuid4(), source_key=keys.raw_key(video_id, ".mp4")
     )
-    async with EventListener(amqp, declared_topology) as events:
-        await publish_job(amqp, declared_topology, job)
+    async with broker.events() as events:
+        await broker.publish(job)
         event = await events.wait_for(job.job_id, ("transcode_failed", "cover_ready"))
     assert isinstance(event, TranscodeFailed)
     assert not event.permanent and event.job_kind == "cover"
     assert "gave up after 3 attempts" in event.reason
-    [dead] = await wait_dead_letters(
-        amqp, declared_topology, lambda m: json.loads(m.body).get("job_id") == str(job.job_id)
+    [dead] = await broker.dead_letters(
+        lambda m: json.loads(m.body).get("job_id") == str(job.job_id)
     )
     assert "gave up after 3 attempts" in str(dead.headers[HEADER_FAILURE_REASON])
     text = await worker.settled_metrics()

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 
-from harness.broker import EventListener, publish_job
+from harness.broker import Broker
 from harness.metrics import metric_value
 from harness.polling import eventually
 from shared.messages import TranscodeJob, TranscodeSucceeded
 from shared.settings import Settings
-from shared.topology import Topology
 from tests.media import make_video
 from tests.worker.support import Uploader, WorkerFactory, uploaded_job
 from transcode_service.lease import LeaseManager
@@ -81,8 +79,7 @@ def short_consumer_timeout() -> Iterator[None]:
 
 
 async def test_long_job_is_not_processed_twice_after_consumer_timeout(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
     tmp_path: Path,
@@ -98,8 +95,8 @@ async def test_long_job_is_not_processed_twice_after_consumer_timeout(
         await start_worker(rungs=[480, 360, 240], x264_preset="slow", ffmpeg_threads=1)
         for _ in range(2)
     ]
-    async with EventListener(amqp, declared_topology) as events:
-        await publish_job(amqp, declared_topology, job)
+    async with broker.events() as events:
+        await broker.publish(job)
         done = await events.wait_for(
             job.job_id, ("transcode_succeeded", "transcode_failed"), within=300
         )

@@ -4,11 +4,12 @@ SIGTERM drain, a job that crashes every worker, two workers sharing a backlog.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from harness.broker import EventListener, drain_queue, publish_job
+from harness.broker import Broker, EventListener, drain_queue, publish_job
 from harness.polling import eventually, wait_until
 from harness.processes import REPO_ROOT
 from shared.messages import TranscodeJob, TranscodeSucceeded
@@ -47,24 +48,44 @@ def finished(outcome: str) -> Callable[[LogRecord], bool]:
     return lambda r: r["event"] == "job finished" and r.get("outcome") == outcome
 
 
-async def new_job(upload_source: Uploader, tmp_path: Path, duration: float) -> TranscodeJob:
-    source = make_video(tmp_path / f"{uuid.uuid4()}.mp4", duration=duration)
-    return await uploaded_job(TranscodeJob, upload_source, source)
+JobMaker = Callable[[float], Awaitable[TranscodeJob]]
+MidLadder = tuple[TranscodeJob, EventListener, WorkerProcess]
+LadderStarter = Callable[..., contextlib.AbstractAsyncContextManager[MidLadder]]
+
+
+@pytest.fixture
+def new_job(upload_source: Uploader, tmp_path: Path) -> JobMaker:
+    """A transcode job of a fresh clip of the given seconds, uploaded as the API would."""
+
+    async def make(duration: float) -> TranscodeJob:
+        source = make_video(tmp_path / f"{uuid.uuid4()}.mp4", duration=duration)
+        return await uploaded_job(TranscodeJob, upload_source, source)
+
+    return make
+
+
+@pytest.fixture
+def mid_ladder(broker: Broker, spawn: WorkerProcessFactory, new_job: JobMaker) -> LadderStarter:
+    """``async with mid_ladder(seconds, **env) as (job, events, worker)``: a worker process
+    started with ``env`` and a job of a ``seconds`` clip published to it, entered once that
+    worker's ladder runs; ``events`` saw everything from before the job was published."""
+
+    @contextlib.asynccontextmanager
+    async def start(duration: float, **env: str) -> AsyncIterator[MidLadder]:
+        job = await new_job(duration)
+        async with broker.events() as events:
+            worker = await spawn(**env)
+            await broker.publish(job)
+            await worker.wait_log(ladder_started)
+            yield job, events, worker
+
+    return start
 
 
 async def test_kill_9_mid_transcode_is_redelivered_and_completed_once(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    spawn: WorkerProcessFactory,
-    upload_source: Uploader,
-    tmp_path: Path,
-    settings: Settings,
+    mid_ladder: LadderStarter, spawn: WorkerProcessFactory, settings: Settings
 ) -> None:
-    job = await new_job(upload_source, tmp_path, duration=8)
-    async with EventListener(amqp, declared_topology) as events:
-        first = await spawn(VIDEO_WORKER__X264_PRESET="slow")
-        await publish_job(amqp, declared_topology, job)
-        await first.wait_log(ladder_started)
+    async with mid_ladder(8, VIDEO_WORKER__X264_PRESET="slow") as (job, events, first):
         # The real ffmpeg (inside bwrap it is not the pid the worker spawned), found by the
         # worker's own work directory in its arguments.
         workdir = str(settings.worker.work_dir / str(first.proc.pid))
@@ -87,18 +108,8 @@ async def test_kill_9_mid_transcode_is_redelivered_and_completed_once(
     assert not (settings.worker.work_dir / str(first.proc.pid)).exists()
 
 
-async def test_sigterm_lets_a_running_job_finish(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    spawn: WorkerProcessFactory,
-    upload_source: Uploader,
-    tmp_path: Path,
-) -> None:
-    job = await new_job(upload_source, tmp_path, duration=2)
-    async with EventListener(amqp, declared_topology) as events:
-        worker = await spawn(VIDEO_WORKER__SHUTDOWN_GRACE="60")
-        await publish_job(amqp, declared_topology, job)
-        await worker.wait_log(ladder_started)
+async def test_sigterm_lets_a_running_job_finish(mid_ladder: LadderStarter) -> None:
+    async with mid_ladder(2, VIDEO_WORKER__SHUTDOWN_GRACE="60") as (job, events, worker):
         worker.proc.send_signal(signal.SIGTERM)
         assert await worker.wait() == 0
         done = await events.wait_for(job.job_id, ("transcode_succeeded",))
@@ -108,18 +119,11 @@ async def test_sigterm_lets_a_running_job_finish(
 
 
 async def test_sigterm_after_grace_requeues_the_job(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    spawn: WorkerProcessFactory,
-    upload_source: Uploader,
-    tmp_path: Path,
-    settings: Settings,
+    mid_ladder: LadderStarter, spawn: WorkerProcessFactory, settings: Settings
 ) -> None:
-    job = await new_job(upload_source, tmp_path, duration=8)
-    async with EventListener(amqp, declared_topology) as events:
-        worker = await spawn(VIDEO_WORKER__SHUTDOWN_GRACE="0.5", VIDEO_WORKER__X264_PRESET="slow")
-        await publish_job(amqp, declared_topology, job)
-        await worker.wait_log(ladder_started)
+    async with mid_ladder(
+        8, VIDEO_WORKER__SHUTDOWN_GRACE="0.5", VIDEO_WORKER__X264_PRESET="slow"
+    ) as (job, events, worker):
         worker.proc.send_signal(signal.SIGINT)
         assert await worker.wait() == 0
         assert worker.find(finished("interrupted"))
@@ -134,17 +138,13 @@ async def test_sigterm_after_grace_requeues_the_job(
 
 
 async def test_two_workers_share_a_backlog(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
-    spawn: WorkerProcessFactory,
-    upload_source: Uploader,
-    tmp_path: Path,
+    broker: Broker, spawn: WorkerProcessFactory, new_job: JobMaker
 ) -> None:
-    jobs = [await new_job(upload_source, tmp_path, duration=3) for _ in range(4)]
-    async with EventListener(amqp, declared_topology) as events:
+    jobs = [await new_job(3) for _ in range(4)]
+    async with broker.events() as events:
         workers = [await spawn(), await spawn()]
         for job in jobs:
-            await publish_job(amqp, declared_topology, job)
+            await broker.publish(job)
         for job in jobs:
             done = await events.wait_for(job.job_id, ("transcode_succeeded", "transcode_failed"))
             assert isinstance(done, TranscodeSucceeded)
@@ -160,9 +160,8 @@ async def test_two_workers_share_a_backlog(
 async def test_job_that_crashes_every_worker_is_dead_lettered(
     amqp: AbstractRobustConnection,
     spawn: WorkerProcessFactory,
-    upload_source: Uploader,
+    new_job: JobMaker,
     settings: Settings,
-    tmp_path: Path,
 ) -> None:
     # An own topology with a low delivery limit, so the test needs few crashes.
     rabbitmq = settings.rabbitmq.model_copy(
@@ -174,7 +173,7 @@ async def test_job_that_crashes_every_worker_is_dead_lettered(
         "VIDEO_RABBITMQ__DELIVERY_LIMIT": "2",
         "VIDEO_WORKER__X264_PRESET": "slow",
     }
-    job = await new_job(upload_source, tmp_path, duration=8)
+    job = await new_job(8)
     dead: list[aio_pika.abc.AbstractIncomingMessage] = []
 
     async def next_step(worker: WorkerProcess) -> str | None:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from aio_pika.abc import AbstractRobustConnection
 
-from harness.broker import EventListener, publish_job
+from harness.broker import Broker
 from shared.messages import CoverJob, CoverReady, TranscodeJob, TranscodeSucceeded
-from shared.topology import Topology
 from tests.media import make_video
 from tests.worker.support import Uploader, WorkerFactory, new_video_id
 
@@ -27,8 +26,7 @@ async def _depth(amqp: AbstractRobustConnection, name: str) -> tuple[int, int]:
 
 
 async def test_cover_only_worker_leaves_transcodes_to_transcode_workers(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
     tmp_path: Path,
@@ -37,20 +35,20 @@ async def test_cover_only_worker_leaves_transcodes_to_transcode_workers(
     key = await upload_source(make_video(tmp_path / "in.mp4", duration=2), video_id)
     transcode = TranscodeJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     cover = CoverJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
-    async with EventListener(amqp, declared_topology) as events:
+    async with broker.events() as events:
         cover_worker = await start_worker(queues=["cover"])
-        assert await _depth(amqp, declared_topology.transcode_queue) == (0, 0)
+        assert await _depth(broker.amqp, broker.topology.transcode_queue) == (0, 0)
         # Transcode published first: were the cover worker consuming its queue, it would
         # have the transcode in hand before the cover's event arrives.
-        await publish_job(amqp, declared_topology, transcode)
-        await publish_job(amqp, declared_topology, cover)
+        await broker.publish(transcode)
+        await broker.publish(cover)
         ready = await events.wait_for(cover.job_id, ("cover_ready", "transcode_failed"))
         assert isinstance(ready, CoverReady)
-        assert await _depth(amqp, declared_topology.transcode_queue) == (1, 0)
+        assert await _depth(broker.amqp, broker.topology.transcode_queue) == (1, 0)
         assert events.of(transcode.job_id) == []
 
         await start_worker(queues=["transcode"], rungs=[160])
         done = await events.wait_for(transcode.job_id, ("transcode_succeeded", "transcode_failed"))
         assert isinstance(done, TranscodeSucceeded)
-        assert await _depth(amqp, declared_topology.cover_queue) == (0, 1)
+        assert await _depth(broker.amqp, broker.topology.cover_queue) == (0, 1)
     assert await cover_worker.shutdown() == 0

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 
-from harness.broker import EventListener, publish_job
+from harness.broker import Broker
 from shared.messages import (
     CoverJob,
     TranscodeFailed,
@@ -26,7 +25,6 @@ from shared.messages import (
     TranscodeSucceeded,
 )
 from shared.settings import WorkerSettings
-from shared.topology import Topology
 from tests.media import (
     ffprobe,
     make_fragmented_mp4,
@@ -57,8 +55,7 @@ PODCAST_SECONDS = 600
 
 
 async def run_job(
-    amqp: AbstractRobustConnection,
-    topology: Topology,
+    broker: Broker,
     upload_source: Uploader,
     source: Path,
     within: float,
@@ -71,10 +68,10 @@ async def run_job(
     job = TranscodeJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     cover = CoverJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     seen: list[float] = []
-    async with EventListener(amqp, topology) as events:
+    async with broker.events() as events:
         started = time.monotonic()
-        await publish_job(amqp, topology, cover)
-        await publish_job(amqp, topology, job)
+        await broker.publish(cover)
+        await broker.publish(job)
         end = await events.wait_for(
             job.job_id, ("transcode_succeeded", "transcode_failed"), within=within
         )
@@ -89,8 +86,7 @@ async def run_job(
 
 
 async def test_frame_rate_bomb_fails_fast_with_a_reason(
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
     tmp_path: Path,
@@ -104,7 +100,7 @@ async def test_frame_rate_bomb_fails_fast_with_a_reason(
     assert float(header["format"]["duration"]) == pytest.approx(21500, abs=1)
 
     worker = await start_worker(transcode_concurrency=1)
-    end, _, took = await run_job(amqp, declared_topology, upload_source, bomb, BOMB_BOUND)
+    end, _, took = await run_job(broker, upload_source, bomb, BOMB_BOUND)
     await worker.settled_metrics()  # deliveries settled before the worker stops
     print(f"frame-rate bomb: terminal after {took:.1f} s")
     assert isinstance(end, TranscodeFailed)
@@ -120,8 +116,7 @@ async def test_frame_rate_bomb_fails_fast_with_a_reason(
 )
 async def test_still_picture_podcast_goes_online_quickly_with_moving_progress(
     kind: str,
-    amqp: AbstractRobustConnection,
-    declared_topology: Topology,
+    broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
     s3: S3Client,
@@ -139,9 +134,7 @@ async def test_still_picture_podcast_goes_online_quickly_with_moving_progress(
         make_still_podcast(source, picture, duration=PODCAST_SECONDS)
 
     worker = await start_worker(progress_interval=0.5)
-    end, percents, took = await run_job(
-        amqp, declared_topology, upload_source, source, PODCAST_BOUND
-    )
+    end, percents, took = await run_job(broker, upload_source, source, PODCAST_BOUND)
     await worker.settled_metrics()  # deliveries settled before the worker stops
     print(f"{kind}: online after {took:.1f} s; progress {percents}")
     assert isinstance(end, TranscodeSucceeded), end
