@@ -199,6 +199,8 @@ class WorkerSettings(BaseModel):
     # Wall-clock limit of one ffmpeg run: base + factor x media duration.
     ffmpeg_timeout_base: float = Field(120.0, gt=0)
     ffmpeg_timeout_factor: float = Field(10.0, gt=0)
+    # Threads of each ffmpeg process (decoder, filters and encoders); 0: ffmpeg's choice,
+    # about one per core for each of them.
     ffmpeg_threads: int = Field(0, ge=0)
     # Address-space cap of every ffprobe/ffmpeg process, in MiB (0: none). A 1080p five-rung
     # ladder peaks at about 1.3 GiB on 2 cores; the cap stops a crafted input from making a

@@ -205,6 +205,12 @@ def build_ladder_args(
             chain.append("yadif=deint=interlaced")
         chain.append(f"fps={rate_text(fps)}")
     inputs += ["-f", info.demuxer, "-i", str(source)]
+    if settings.ffmpeg_threads:
+        # The whole process, not only the encoders: the decoder and the filter graph
+        # otherwise start a thread per core each, and a worker sized for one core (a
+        # container's CPU limit) would be throttled or crowd its neighbours.
+        threads = str(settings.ffmpeg_threads)
+        inputs = ["-threads", threads, *inputs, "-filter_complex_threads", threads]
     audio_in = f"{media_in}:{'a:0' if info.audio_index is None else info.audio_index}"
     audio_codec = audio_encoder_args(info)
     if encoded_audio is not None:

@@ -330,3 +330,18 @@ async def test_health_endpoints() -> None:
         async with session.get("/metrics") as response:
             text = await response.text()
             assert 'video_worker_jobs_total{kind="cover",outcome="succeeded"} 1.0' in text
+
+
+def test_ffmpeg_threads_bounds_the_decoder_and_filters_too() -> None:
+    source = info(1920, 1080)
+    bounded = WorkerSettings(ffmpeg_threads=1)
+    args = build_ladder_args(Path("s"), source, plan_ladder(source, bounded), Path("o"), bounded)
+    first_input = args.index("-i")
+    assert args[args.index("-threads") + 1] == "1" and args.index("-threads") < first_input
+    assert args[args.index("-filter_complex_threads") + 1] == "1"
+    # Every rung's encoder as well.
+    assert args.count("-threads") == 1 + len(plan_ladder(source, bounded))
+    # 0 leaves the choice to ffmpeg: no process-wide bound.
+    free = WorkerSettings(ffmpeg_threads=0)
+    args = build_ladder_args(Path("s"), source, plan_ladder(source, free), Path("o"), free)
+    assert "-filter_complex_threads" not in args and args.index("-threads") > args.index("-i")
