@@ -88,6 +88,9 @@ class ChunkJob(_Message):
     # encoded once by the video's job (chunk_audio.py); None: no piece, the chunk encodes
     # the source's audio itself (also a job from a worker that predates the pieces).
     audio_offset: float | None = Field(default=None, ge=-1.0, le=1.0)
+    # The frame rate the video's job measured over the whole source: the chunk encodes at
+    # it instead of scanning the source again (None: the chunk measures it).
+    source_fps: float | None = Field(default=None, gt=0, le=1000)
     # The parts of the source the chunk needs, [start, end) in bytes (byte_ranges.py); None:
     # the whole file.
     byte_ranges: list[tuple[NonNegativeInt, NonNegativeInt]] | None = Field(
@@ -105,6 +108,12 @@ class ChunkJob(_Message):
 
 def chunk_job_id(parent_job_id: uuid.UUID, index: int) -> uuid.UUID:
     return uuid.uuid5(parent_job_id, f"chunk/{index}")
+
+
+def issued_job_id(job: CoverJob | TranscodeJob | ChunkJob) -> uuid.UUID:
+    """The job the API issued that ``job`` works for: a chunk's events and dead letters
+    speak for its video's transcode job, the only one the API knows."""
+    return job.parent_job_id if isinstance(job, ChunkJob) else job.job_id
 
 
 AnyJob = CoverJob | TranscodeJob | ChunkJob

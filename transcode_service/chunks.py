@@ -252,6 +252,7 @@ async def split_video(
                 rungs=rungs,
                 source_size=size,
                 audio_offset=offsets[plan.index],
+                source_fps=info.fps or None,
                 byte_ranges=None if ranges is None else ranges[plan.index],
             )
         )
@@ -319,11 +320,17 @@ async def _encode_chunk(
     # Finished chunks, so this chunk's progress adds to theirs (the API keeps the maximum).
     done_seconds = len(await store.done_indexes()) * nominal_chunk_seconds(job)
     with job_workdir(settings.work_dir, job.kind, str(job.job_id)) as workdir:
-        # Measured like the video job's probe, so every chunk sees the same frame rate.
+        # Every chunk encodes at the frame rate the video's job measured over the whole
+        # source (a chunk of a ranged source could not scan the file's gaps anyway); a job
+        # without it measures the same way.
         source, info, _ = await handlers._fetch_and_probe(
-            job, deps, workdir, timings, measure=True,
+            job, deps, workdir, timings, measure=job.source_fps is None,
             ranges=job.byte_ranges, size=job.source_size,
         )  # fmt: skip
+        if job.source_fps is not None:
+            info = dataclasses.replace(
+                info, fps=job.source_fps, duration=job.total_duration, measured=True
+            )
         rungs = plan_ladder(info, settings)
         if [r.size for r in rungs] != job.rungs:
             raise PermanentError("the source's ladder differs from the one planned for it")
@@ -425,7 +432,7 @@ async def _after_chunk(
     if not set(range(job.count)) <= done:
         finished = len(done & set(range(job.count)))
         percent = min(PROGRESS_CAP, 100.0 * finished / job.count)
-        return TranscodeProgress(video_id=job.video_id, job_id=job.job_id, percent=percent)
+        return TranscodeProgress(video_id=job.video_id, job_id=job.parent_job_id, percent=percent)
     return await _finalize_once(job, deps, store)
 
 

@@ -34,6 +34,7 @@ from shared.messages import (
     TranscodeFailed,
     TranscodeProgress,
     TranscodeSucceeded,
+    issued_job_id,
     parse_job,
     queue_kind,
 )
@@ -319,7 +320,7 @@ class JobConsumer:
                 return
             last = now
             event = TranscodeProgress(
-                video_id=job.video_id, job_id=job.job_id, percent=round(percent, 1)
+                video_id=job.video_id, job_id=issued_job_id(job), percent=round(percent, 1)
             )
             try:
                 await self._publisher.publish_event(event)
@@ -332,7 +333,7 @@ class JobConsumer:
     def _failed(job: AnyJob, reason: str, *, permanent: bool) -> TranscodeFailed:
         return TranscodeFailed(
             video_id=job.video_id,
-            job_id=job.job_id,
+            job_id=issued_job_id(job),
             job_kind=queue_kind(job),
             reason=reason[:FAILURE_REASON_MAX],
             permanent=permanent,

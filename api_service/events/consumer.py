@@ -35,6 +35,7 @@ from shared.messages import (
     CoverReady,
     MessageError,
     TranscodeSucceeded,
+    issued_job_id,
     parse_event,
     parse_job,
 )
@@ -148,7 +149,7 @@ class EventConsumer:
 
             async def work() -> None:
                 async with self._sessions() as session, session.begin():
-                    if not await job_issued_for(session, job.job_id, job.video_id):
+                    if not await job_issued_for(session, issued_job_id(job), job.video_id):
                         log.warning("dead letter of a job not issued for this video ignored")
                         return
                     changed = await mark_failed(session, job.video_id, reason)

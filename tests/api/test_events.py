@@ -12,11 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from harness.polling import eventually
 from shared.keys import cover_key, master_playlist_key
 from shared.messages import (
+    ChunkJob,
     CoverJob,
     CoverReady,
     TranscodeFailed,
     TranscodeJob,
     TranscodeProgress,
+    chunk_job_id,
 )
 from shared.topology import HEADER_FAILURE_REASON, Topology
 from tests.api.helpers import rows, succeeded, video_row
@@ -176,6 +178,22 @@ async def test_dead_lettered_job_fails_video(
     )
     await eventually(lambda: _field(db, with_reason, "status"), lambda s: s == "failed")
     assert await _field(db, with_reason, "error") == "cover: S3 kept timing out"
+
+    # A chunk of a long video's transcode: the API knows only the job it issued, the
+    # chunk's parent.
+    chunked = await videos.uploaded(user)
+    parent = await videos.issued_job(chunked, "transcode")
+    chunk = ChunkJob(
+        video_id=chunked, job_id=chunk_job_id(parent, 1), source_key="raw/x/y.mp4",
+        parent_job_id=parent, index=1, count=3, start=60.0, duration=60.0,
+        total_duration=180.0, segment_seconds=6, first_segment=10, rungs=[360], source_size=1,
+    )  # fmt: skip
+    await dlx.publish(
+        aio_pika.Message(chunk.to_json(), headers={HEADER_FAILURE_REASON: "gave up"}),
+        routing_key="",
+    )
+    await eventually(lambda: _field(db, chunked, "status"), lambda s: s == "failed")
+    assert await _field(db, chunked, "error") == "transcode_chunk: gave up"
 
     # The broker's own delivery limit: a job that keeps coming back (a crashing worker)
     # is dead-lettered by RabbitMQ, and the API fails its video.
