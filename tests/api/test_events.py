@@ -164,20 +164,24 @@ async def test_dead_lettered_job_fails_video(
     amqp: AbstractRobustConnection,
     declared_topology: Topology,
 ) -> None:
-    with_reason = await videos.uploaded(user)
     channel = await amqp.channel()
     dlx = await channel.get_exchange(declared_topology.dead_letter_exchange)
+
+    async def error_after_dead_letter(job: CoverJob | ChunkJob, reason: str) -> str:
+        await dlx.publish(
+            aio_pika.Message(job.to_json(), headers={HEADER_FAILURE_REASON: reason}),
+            routing_key="",
+        )
+        await eventually(lambda: _field(db, job.video_id, "status"), lambda s: s == "failed")
+        return str(await _field(db, job.video_id, "error"))
+
+    with_reason = await videos.uploaded(user)
     job = CoverJob(
         video_id=with_reason,
         job_id=await videos.issued_job(with_reason, "cover"),
         source_key="raw/x/y.mp4",
     )
-    await dlx.publish(
-        aio_pika.Message(job.to_json(), headers={HEADER_FAILURE_REASON: "S3 kept timing out"}),
-        routing_key="",
-    )
-    await eventually(lambda: _field(db, with_reason, "status"), lambda s: s == "failed")
-    assert await _field(db, with_reason, "error") == "cover: S3 kept timing out"
+    assert await error_after_dead_letter(job, "S3 kept timing out") == "cover: S3 kept timing out"
 
     # A chunk of a long video's transcode: the API knows only the job it issued, the
     # chunk's parent.
@@ -188,12 +192,7 @@ async def test_dead_lettered_job_fails_video(
         parent_job_id=parent, index=1, count=3, start=60.0, duration=60.0,
         total_duration=180.0, segment_seconds=6, first_segment=10, rungs=[360], source_size=1,
     )  # fmt: skip
-    await dlx.publish(
-        aio_pika.Message(chunk.to_json(), headers={HEADER_FAILURE_REASON: "gave up"}),
-        routing_key="",
-    )
-    await eventually(lambda: _field(db, chunked, "status"), lambda s: s == "failed")
-    assert await _field(db, chunked, "error") == "transcode_chunk: gave up"
+    assert await error_after_dead_letter(chunk, "gave up") == "transcode_chunk: gave up"
 
     # The broker's own delivery limit: a job that keeps coming back (a crashing worker)
     # is dead-lettered by RabbitMQ, and the API fails its video.
