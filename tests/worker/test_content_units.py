@@ -126,10 +126,14 @@ def test_cpu_budget_follows_content_not_header() -> None:
     ten_seconds = cpu_budget(short, rungs, SETTINGS)
     hour = cpu_budget(dataclasses.replace(short, duration=3600), rungs, SETTINGS)
     assert SETTINGS.cpu_budget_base < ten_seconds < hour
-    # 10 s of 1080p30 on five rungs: about 1.7 gigapixels, so ~100 s on top of the base.
-    assert ten_seconds - SETTINGS.cpu_budget_base == pytest.approx(107, rel=0.1)
+    # 10 s of 1080p30 on five rungs: about 1.7 gigapixels (~105 s) and 10 s of sound
+    # encoded per rung (5 x 10 x 0.5 = 25 s) on top of the base.
+    assert ten_seconds - SETTINGS.cpu_budget_base == pytest.approx(130, rel=0.1)
+    # Ten minutes of a small still picture with sound: the sound's share, little else.
     podcast = dataclasses.replace(info(96, 96, fps=0), still=True, duration=600)
-    assert cpu_budget(podcast, plan_ladder(podcast, SETTINGS), SETTINGS) < 160
+    sound = SETTINGS.cpu_seconds_per_audio_second * 600
+    picture = cpu_budget(podcast, plan_ladder(podcast, SETTINGS), SETTINGS) - sound
+    assert picture - SETTINGS.cpu_budget_base < 40
 
 
 def test_watchdog_stops_on_cpu_budget_and_on_a_stall() -> None:
