@@ -28,11 +28,13 @@ Uploader = Callable[[Path, int], Awaitable[str]]
 # A generous bound for a worker to stop (it finishes or requeues what it holds first).
 SHUTDOWN_WITHIN = 120.0
 
-_ids = itertools.count(1)
+# Far above the database ids the API and end-to-end tests create in the same bucket.
+_ids = itertools.count(10_000_001)
 
 
 def new_video_id() -> int:
-    """Distinct video ids within the run (the bucket is per run, so no clash across runs)."""
+    """Distinct video ids within the run (the bucket is per run, so no clash across runs),
+    none of them a video the API tests created."""
     return next(_ids)
 
 
