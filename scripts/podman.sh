@@ -15,7 +15,9 @@ set -euo pipefail
 PODMAN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PODMAN_DIR="$PODMAN_ROOT/.stack/podman"
 export CONTAINERS_CONF="$PODMAN_DIR/containers.conf"
-PODMAN_PACKAGES=(podman buildah runc fuse-overlayfs slirp4netns uidmap netavark aardvark-dns iptables mmdebstrap)
+# catatonit: the pause process of `podman play kube` pods (podman only recommends it, and
+# recommends are not installed).
+PODMAN_PACKAGES=(podman buildah runc fuse-overlayfs slirp4netns uidmap netavark aardvark-dns iptables mmdebstrap catatonit)
 DEBIAN_SUITE=bookworm
 
 # Environment passed into containers and builds so they reach the registries the way this
