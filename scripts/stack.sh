@@ -126,6 +126,29 @@ is_weed_pid() {
     [[ -n ${1:-} && -r /proc/$1/comm && $(<"/proc/$1/comm") == weed ]]
 }
 
+# ensure_service NAME IS_UP IS_INSTALLED START TIMEOUT WHAT LOGS PACKAGES...: a host service
+# (MariaDB, RabbitMQ) left alone when IS_UP, else installed with apt-get when missing,
+# started, and waited for; on timeout the tail of LOGS (a glob list) explains why.
+ensure_service() {
+    local name=$1 is_up=$2 is_installed=$3 start=$4 timeout=$5 what=$6 logs=$7
+    shift 7
+    if "$is_up"; then
+        say "$name: running"
+        return
+    fi
+    if ! "$is_installed"; then
+        say "$name: not installed, installing $* with apt-get"
+        apt_install "$@"
+    fi
+    # The package's postinst may already have started it.
+    "$is_up" || "$start"
+    if ! wait_until "$timeout" "$is_up"; then
+        # shellcheck disable=SC2086 # LOGS is a list of globs
+        tail -n 30 $logs 2>/dev/null >&2 || true
+        die "$name did not $what within ${timeout}s"
+    fi
+}
+
 # systemd manages services only when it is PID 1 (not in most containers, WSL 1, chroots).
 has_systemd() { [[ -d /run/systemd/system ]]; }
 
@@ -198,6 +221,16 @@ read_managed() {
     done < <(probe managed)
 }
 
+# unless_custom MODE MESSAGE CMD...: run CMD for a managed service; a custom one is the
+# user's own server, neither installed nor started here.
+unless_custom() {
+    if [[ $1 == custom ]]; then
+        say "$2 (not installed or started here)"
+    else
+        "${@:3}"
+    fi
+}
+
 # ----------------------------------------------------------------------------- system packages
 
 deps_up() {
@@ -266,25 +299,12 @@ mariadb_project_user() {
     GENERATED+=("VIDEO_DATABASE__URL=mysql+asyncmy://$DB_USER:$password@$DB_HOST:$DB_PORT/$DB_NAME")
 }
 
+mariadb_installed() { [[ -x /usr/sbin/mariadbd ]]; }
+
 mariadb_up() {
-    if [[ $MANAGED_DATABASE == custom ]]; then
-        say "mariadb: using the configured database URL (not installed or started here)"
-        return
-    fi
-    if mariadb_listening; then
-        say "mariadb: running"
-    else
-        if [[ ! -x /usr/sbin/mariadbd ]]; then
-            say "mariadb: not installed, installing ${MARIADB_PACKAGES[*]} with apt-get"
-            apt_install "${MARIADB_PACKAGES[@]}"
-        fi
-        # The package's postinst may already have started it.
-        mariadb_listening || mariadb_start
-        if ! wait_until "$MARIADB_START_TIMEOUT" mariadb_listening; then
-            tail -n 30 "$MARIADB_LOG" /var/log/mysql/error.log 2>/dev/null >&2 || true
-            die "mariadb did not listen on $DB_HOST:$DB_PORT within ${MARIADB_START_TIMEOUT}s"
-        fi
-    fi
+    ensure_service mariadb mariadb_listening mariadb_installed mariadb_start \
+        "$MARIADB_START_TIMEOUT" "listen on $DB_HOST:$DB_PORT" \
+        "$MARIADB_LOG /var/log/mysql/error.log" "${MARIADB_PACKAGES[@]}"
     mariadb_project_user
 }
 
@@ -327,25 +347,12 @@ rabbitmq_project_user() {
     GENERATED+=("VIDEO_RABBITMQ__URL=amqp://$RABBIT_USER:$password@127.0.0.1:$AMQP_PORT/")
 }
 
+rabbitmq_installed() { command -v rabbitmq-server >/dev/null 2>&1; }
+
 rabbitmq_up() {
-    if [[ $MANAGED_RABBITMQ == custom ]]; then
-        say "rabbitmq: using the configured broker URL (not installed or started here)"
-        return
-    fi
-    if amqp_open; then
-        say "rabbitmq: running"
-    else
-        if ! command -v rabbitmq-server >/dev/null 2>&1; then
-            say "rabbitmq: not installed, installing ${RABBITMQ_PACKAGES[*]} with apt-get"
-            apt_install "${RABBITMQ_PACKAGES[@]}"
-        fi
-        # The package's postinst may already have started it.
-        amqp_open || rabbitmq_start
-        if ! wait_until "$RABBITMQ_START_TIMEOUT" amqp_open; then
-            tail -n 30 /var/log/rabbitmq/*.log 2>/dev/null >&2 || true
-            die "rabbitmq did not open port $AMQP_PORT within ${RABBITMQ_START_TIMEOUT}s"
-        fi
-    fi
+    ensure_service rabbitmq amqp_open rabbitmq_installed rabbitmq_start \
+        "$RABBITMQ_START_TIMEOUT" "open port $AMQP_PORT" \
+        "/var/log/rabbitmq/*.log" "${RABBITMQ_PACKAGES[@]}"
     # Management plugin (HTTP API on 15672): queue depths for operators and autoscaling.
     if mgmt_open; then
         say "rabbitmq management: enabled (port $RABBIT_MGMT_PORT)"
@@ -385,10 +392,6 @@ seaweedfs_pid() {
 }
 
 seaweedfs_up() {
-    if [[ $MANAGED_S3 == custom ]]; then
-        say "seaweedfs: using the configured S3 endpoint (not started here)"
-        return
-    fi
     if s3_answers; then
         say "seaweedfs: running (pid $(seaweedfs_pid), S3 on $S3_HOST:$S3_PORT)"
         return
@@ -468,9 +471,9 @@ cmd_up() {
     deps_up
     ffmpeg_up
     read_managed
-    mariadb_up
-    rabbitmq_up
-    seaweedfs_up
+    unless_custom "$MANAGED_DATABASE" "mariadb: using the configured database URL" mariadb_up
+    unless_custom "$MANAGED_RABBITMQ" "rabbitmq: using the configured broker URL" rabbitmq_up
+    unless_custom "$MANAGED_S3" "seaweedfs: using the configured S3 endpoint" seaweedfs_up
     write_env_file
     load_env_file
     probe database create
