@@ -38,7 +38,6 @@ from shared.messages import (
     parse_job,
     queue_kind,
 )
-from shared.settings import WorkerSettings
 from shared.topology import (
     FAILURE_REASON_HEADER_MAX,
     HEADER_ATTEMPT,
@@ -47,10 +46,8 @@ from shared.topology import (
 )
 from transcode_service.errors import PermanentError
 from transcode_service.handlers import Deps, Handler, JobTimings, PercentCallback
-from transcode_service.lease import LeaseManager
 from transcode_service.markers import ResultMarkers
 from transcode_service.metrics import Metrics
-from transcode_service.publisher import Publisher
 
 log = structlog.get_logger(__name__)
 
@@ -109,26 +106,28 @@ class JobConsumer:
         kind: JobKind,
         queue: AbstractQueue,
         handler: Handler,
-        deps: Deps,
         concurrency: int,
-        publisher: Publisher,
-        leases: LeaseManager,
-        markers: ResultMarkers,
-        metrics: Metrics,
+        deps: Deps,
         topology: Topology,
-        settings: WorkerSettings,
     ) -> None:
+        """``deps`` is the process's one set of dependencies, shared by every queue: passed
+        to the handler, and where the consumer takes its own settings, metrics, publisher,
+        leases and result markers (in the handlers' bucket) from."""
+        publisher, leases = deps.publisher, deps.leases
+        if publisher is None or leases is None:
+            # Optional for the handlers alone (tests without a broker), not for settling.
+            raise ValueError("a consumer needs deps with a publisher and leases")
         self.kind = kind
         self._queue = queue
         self._handler = handler
-        self._deps = deps
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._deps = deps
         self._publisher = publisher
         self._leases = leases
-        self._markers = markers
-        self._metrics = metrics
+        self._markers = ResultMarkers(deps.s3, deps.bucket)
+        self._metrics = deps.metrics
+        self._settings = deps.settings
         self._topology = topology
-        self._settings = settings
         self._in_flight = InFlight()
         self._consumer_tag: str | None = None
 
