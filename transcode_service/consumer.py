@@ -42,7 +42,6 @@ from shared.topology import (
     FAILURE_REASON_HEADER_MAX,
     HEADER_ATTEMPT,
     HEADER_FAILURE_REASON,
-    Topology,
 )
 from transcode_service.errors import PermanentError
 from transcode_service.handlers import Deps, Handler, JobTimings, PercentCallback
@@ -108,7 +107,6 @@ class JobConsumer:
         handler: Handler,
         concurrency: int,
         deps: Deps,
-        topology: Topology,
     ) -> None:
         """``deps`` is the process's one set of dependencies, shared by every queue: passed
         to the handler, and where the consumer takes its own settings, metrics, publisher,
@@ -127,7 +125,6 @@ class JobConsumer:
         self._markers = ResultMarkers(deps.s3, deps.bucket)
         self._metrics = deps.metrics
         self._settings = deps.settings
-        self._topology = topology
         self._in_flight = InFlight()
         self._consumer_tag: str | None = None
 
@@ -267,10 +264,10 @@ class JobConsumer:
         self, message: AbstractIncomingMessage, job: AnyJob, attempt: int, reason: str
     ) -> str:
         if attempt < self._settings.max_attempts:
-            queue = self._topology.retry_queue(queue_kind(job), attempt - 1)
-            await self._publisher.publish_job(
+            queue = await self._publisher.delay(
                 message.body,
-                queue,
+                queue_kind(job),
+                attempt - 1,
                 {HEADER_ATTEMPT: attempt + 1, HEADER_LEASE_WAITS: 0},
             )
             self._metrics.retries.labels(kind=self.kind).inc()
@@ -290,11 +287,11 @@ class JobConsumer:
     async def _defer(self, message: AbstractIncomingMessage, job: AnyJob, why: str) -> None:
         """Send a copy round a delay queue without counting an attempt."""
         waits = _header_int(message, HEADER_LEASE_WAITS, 0)
-        queue = self._topology.retry_queue(queue_kind(job), waits)
         try:
-            await self._publisher.publish_job(
+            queue = await self._publisher.delay(
                 message.body,
-                queue,
+                queue_kind(job),
+                waits,
                 {
                     HEADER_ATTEMPT: _header_int(message, HEADER_ATTEMPT, 1),
                     HEADER_LEASE_WAITS: waits + 1,

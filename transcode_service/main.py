@@ -133,7 +133,6 @@ async def run(
                     handler=handler,
                     concurrency=concurrency,
                     deps=deps,
-                    topology=topology,
                 )
             )
         for consumer in consumers:
