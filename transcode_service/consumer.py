@@ -38,19 +38,15 @@ from shared.messages import (
     parse_job,
     queue_kind,
 )
-from shared.settings import WorkerSettings
 from shared.topology import (
     FAILURE_REASON_HEADER_MAX,
     HEADER_ATTEMPT,
     HEADER_FAILURE_REASON,
-    Topology,
 )
 from transcode_service.errors import PermanentError
 from transcode_service.handlers import Deps, Handler, JobTimings, PercentCallback
-from transcode_service.lease import LeaseManager
 from transcode_service.markers import ResultMarkers
 from transcode_service.metrics import Metrics
-from transcode_service.publisher import Publisher
 
 log = structlog.get_logger(__name__)
 
@@ -109,26 +105,26 @@ class JobConsumer:
         kind: JobKind,
         queue: AbstractQueue,
         handler: Handler,
-        deps: Deps,
         concurrency: int,
-        publisher: Publisher,
-        leases: LeaseManager,
-        markers: ResultMarkers,
-        metrics: Metrics,
-        topology: Topology,
-        settings: WorkerSettings,
+        deps: Deps,
     ) -> None:
+        """``deps`` is the process's one set of dependencies, shared by every queue: passed
+        to the handler, and where the consumer takes its own settings, metrics, publisher,
+        leases and result markers (in the handlers' bucket) from."""
+        publisher, leases = deps.publisher, deps.leases
+        if publisher is None or leases is None:
+            # Optional for the handlers alone (tests without a broker), not for settling.
+            raise ValueError("a consumer needs deps with a publisher and leases")
         self.kind = kind
         self._queue = queue
         self._handler = handler
-        self._deps = deps
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._deps = deps
         self._publisher = publisher
         self._leases = leases
-        self._markers = markers
-        self._metrics = metrics
-        self._topology = topology
-        self._settings = settings
+        self._markers = ResultMarkers(deps.s3, deps.bucket)
+        self._metrics = deps.metrics
+        self._settings = deps.settings
         self._in_flight = InFlight()
         self._consumer_tag: str | None = None
 
@@ -268,10 +264,10 @@ class JobConsumer:
         self, message: AbstractIncomingMessage, job: AnyJob, attempt: int, reason: str
     ) -> str:
         if attempt < self._settings.max_attempts:
-            queue = self._topology.retry_queue(queue_kind(job), attempt - 1)
-            await self._publisher.publish_job(
+            queue = await self._publisher.delay(
                 message.body,
-                queue,
+                queue_kind(job),
+                attempt - 1,
                 {HEADER_ATTEMPT: attempt + 1, HEADER_LEASE_WAITS: 0},
             )
             self._metrics.retries.labels(kind=self.kind).inc()
@@ -291,11 +287,11 @@ class JobConsumer:
     async def _defer(self, message: AbstractIncomingMessage, job: AnyJob, why: str) -> None:
         """Send a copy round a delay queue without counting an attempt."""
         waits = _header_int(message, HEADER_LEASE_WAITS, 0)
-        queue = self._topology.retry_queue(queue_kind(job), waits)
         try:
-            await self._publisher.publish_job(
+            queue = await self._publisher.delay(
                 message.body,
-                queue,
+                queue_kind(job),
+                waits,
                 {
                     HEADER_ATTEMPT: _header_int(message, HEADER_ATTEMPT, 1),
                     HEADER_LEASE_WAITS: waits + 1,

@@ -60,7 +60,8 @@ STILL_TIMEOUT = 60.0
 
 @dataclass
 class Deps:
-    """What a handler needs; built once per process by main()."""
+    """What a handler needs; built once per process by main(). The queue consumers take
+    their settings, metrics, publisher and leases from it too."""
 
     settings: WorkerSettings
     s3: S3Client

@@ -31,7 +31,6 @@ from transcode_service.consumer import JobConsumer
 from transcode_service.handlers import Deps
 from transcode_service.health import create_app, health_server
 from transcode_service.lease import LeaseManager
-from transcode_service.markers import ResultMarkers
 from transcode_service.metrics import Metrics
 from transcode_service.publisher import Publisher
 from transcode_service.sandbox import resolve_mode
@@ -112,7 +111,6 @@ async def run(
             publisher=publisher,
             leases=leases,
         )
-        markers = ResultMarkers(s3, settings.s3.bucket)
         concurrency_of: dict[JobKind, int] = {
             "cover": worker.cover_concurrency,
             "transcode": worker.transcode_concurrency,
@@ -133,14 +131,8 @@ async def run(
                     kind=kind,
                     queue=queue,
                     handler=handler,
-                    deps=deps,
                     concurrency=concurrency,
-                    publisher=publisher,
-                    leases=leases,
-                    markers=markers,
-                    metrics=metrics,
-                    topology=topology,
-                    settings=worker,
+                    deps=deps,
                 )
             )
         for consumer in consumers:

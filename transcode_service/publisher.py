@@ -9,7 +9,14 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
-from shared.messages import AnyEvent, AnyJob, TranscodeProgress, event_routing_key, queue_kind
+from shared.messages import (
+    AnyEvent,
+    AnyJob,
+    JobKind,
+    TranscodeProgress,
+    event_routing_key,
+    queue_kind,
+)
 from shared.settings import RabbitMQSettings
 from shared.topology import Topology
 
@@ -78,12 +85,14 @@ class Publisher:
             message, routing_key=queue_kind(job), mandatory=True, timeout=self._timeout
         )
 
-    async def publish_job(self, body: bytes, queue: str, headers: dict[str, Any]) -> None:
-        """Put a copy of a job straight into ``queue`` (a retry delay queue) through the
-        default exchange."""
+    async def delay(self, body: bytes, kind: JobKind, step: int, headers: dict[str, Any]) -> str:
+        """Put a copy of a job straight into the delay queue of backoff ``step`` through
+        the default exchange; returns that queue's name."""
+        queue = self._topology.retry_queue(kind, step)
         await self._channel.default_exchange.publish(
             _job_copy(body, headers), routing_key=queue, mandatory=True, timeout=self._timeout
         )
+        return queue
 
     async def dead_letter(self, body: bytes, routing_key: str, headers: dict[str, Any]) -> None:
         """Park a job in the dead-letter queue on purpose (attempts exhausted)."""
