@@ -111,7 +111,10 @@ def build_openapi(router: web.UrlDispatcher, base_url: str) -> dict[str, Any]:
         elif op.status != 204:
             success["content"] = {op.content_type: {"schema": {"type": "string"}}}
         responses: dict[str, Any] = {str(op.status): success}
-        for status in sorted({*op.errors, 503} if path.startswith("/api") else op.errors):
+        errors = op.error_statuses
+        if path.startswith("/api"):
+            errors |= {503}
+        for status in sorted(errors):
             responses[str(status)] = {
                 "description": _ERROR_DESCRIPTIONS.get(status, "Error"),
                 "content": {"application/json": {"schema": {"$ref": error_ref}}},

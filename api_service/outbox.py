@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass, field
 
 import aio_pika
 import structlog
@@ -28,26 +29,19 @@ log = structlog.get_logger(__name__)
 MAX_BACKOFF_SECONDS = 5.0
 
 
+@dataclass
 class OutboxRelay:
-    def __init__(
-        self,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        connection: AbstractRobustConnection,
-        metrics: Metrics,
-        wake: asyncio.Event,
-    ) -> None:
-        self._settings = settings
-        self._sessions = sessions
-        self._connection = connection
-        self._metrics = metrics
-        self._wake = wake
-        self._channel: AbstractChannel | None = None
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    connection: AbstractRobustConnection
+    metrics: Metrics
+    wake: asyncio.Event
+    _channel: AbstractChannel | None = field(init=False, default=None)
 
     async def _get_channel(self) -> AbstractChannel:
         if self._channel is None or self._channel.is_closed:
             # Confirms on, and a returned (unroutable) message raises instead of vanishing.
-            self._channel = await self._connection.channel(
+            self._channel = await self.connection.channel(
                 publisher_confirms=True, on_return_raises=True
             )
         return self._channel
@@ -67,14 +61,14 @@ class OutboxRelay:
     async def _publish_bounded(self, row: OutboxMessage) -> None:
         # Bounded as a whole: while a robust connection reconnects, opening a channel can
         # wait as long as publishing; the row locks must not be held indefinitely.
-        await asyncio.wait_for(self._publish(row), self._settings.rabbitmq.publish_timeout)
+        await asyncio.wait_for(self._publish(row), self.settings.rabbitmq.publish_timeout)
 
     async def relay_once(self) -> tuple[int, bool]:
         """Publish one batch; returns (rows published, whether the batch was full)."""
-        batch = self._settings.server.outbox_batch_size
+        batch = self.settings.server.outbox_batch_size
         published = 0
         failure: BaseException | None = None
-        async with self._sessions() as session, session.begin():
+        async with self.sessions() as session, session.begin():
             rows = list(
                 await session.scalars(
                     select(OutboxMessage)
@@ -92,7 +86,7 @@ class OutboxRelay:
                     # Kept pending; the rest of the batch waits for the next round.
                     row.last_error = repr(exc)[:OUTBOX_ERROR_MAX]
                     failure = exc
-                    self._metrics.outbox_failures.inc()
+                    self.metrics.outbox_failures.inc()
                     break
                 row.sent_at = utcnow()
                 row.last_error = None
@@ -103,23 +97,23 @@ class OutboxRelay:
                     job_id=row.message_id,
                     routing_key=row.routing_key,
                 )
-        self._metrics.outbox_published.inc(published)
+        self.metrics.outbox_published.inc(published)
         if failure is not None:
             raise failure
         return published, len(rows) == batch
 
     async def _update_backlog(self) -> None:
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             pending = await session.scalar(
                 select(func.count())
                 .select_from(OutboxMessage)
                 .where(OutboxMessage.sent_at.is_(None))
             )
-        self._metrics.outbox_pending.set(pending or 0)
+        self.metrics.outbox_pending.set(pending or 0)
 
     async def run(self) -> None:
         """Relay until cancelled; never dies of a broker or database error."""
-        poll = self._settings.server.outbox_poll_interval
+        poll = self.settings.server.outbox_poll_interval
         failures = 0
         while True:
             full = False
@@ -137,8 +131,8 @@ class OutboxRelay:
                 continue
             delay = poll if failures == 0 else min(poll * 2**failures, MAX_BACKOFF_SECONDS)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
+                await asyncio.wait_for(self.wake.wait(), delay)
+            self.wake.clear()
 
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from api_service.auth.tokens import issue_events_token, issue_playback_token
 from api_service.db.models import Video, VideoSource
-from api_service.http.schemas import SourceResponse, VideoResponse
+from api_service.http.schemas import SourceResponse, VideoColumns, VideoResponse
 from api_service.storage import Storage
 from shared.settings import Settings
 from shared.status import VideoStatus
@@ -60,18 +60,9 @@ async def video_response(
                 )
             )
     return VideoResponse(
-        id=video.id,
-        title=video.title,
-        status=video.status,
-        visibility=video.visibility,
-        progress=video.progress,
-        error=video.error,
-        duration=video.duration,
-        width=video.width,
-        height=video.height,
+        **dict(VideoColumns.model_validate(video)),
         cover_url=cover_url,
         sources=source_items,
         playback_url=playback_url,
         events_url=events_url(settings, video.id, owner=for_owner),
-        created_at=video.created_at,
     )

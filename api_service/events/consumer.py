@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -48,31 +49,24 @@ PREFETCH = 32
 MessageHandler = Callable[[AbstractIncomingMessage], Coroutine[Any, Any, None]]
 
 
+@dataclass
 class EventConsumer:
-    def __init__(
-        self,
-        topology: Topology,
-        sessions: async_sessionmaker[AsyncSession],
-        storage: Storage,
-        connection: AbstractRobustConnection,
-        metrics: Metrics,
-    ) -> None:
-        self._topology = topology
-        self._sessions = sessions
-        self._storage = storage
-        self._connection = connection
-        self._metrics = metrics
-        self._channel: AbstractChannel | None = None
-        self._consumers: list[tuple[AbstractQueue, ConsumerTag]] = []
-        self._in_flight = InFlight()
+    topology: Topology
+    sessions: async_sessionmaker[AsyncSession]
+    storage: Storage
+    connection: AbstractRobustConnection
+    metrics: Metrics
+    _channel: AbstractChannel | None = field(init=False, default=None)
+    _consumers: list[tuple[AbstractQueue, ConsumerTag]] = field(init=False, default_factory=list)
+    _in_flight: InFlight = field(init=False, default_factory=InFlight)
 
     async def start(self) -> None:
-        channel = await self._connection.channel()
+        channel = await self.connection.channel()
         self._channel = channel
         await channel.set_qos(prefetch_count=PREFETCH)
-        await declare_topology(channel, self._topology)
-        events = await channel.declare_queue(self._topology.events_queue, passive=True)
-        watch = await channel.declare_queue(self._topology.dead_letter_watch_queue, passive=True)
+        await declare_topology(channel, self.topology)
+        events = await channel.declare_queue(self.topology.events_queue, passive=True)
+        watch = await channel.declare_queue(self.topology.dead_letter_watch_queue, passive=True)
         self._consumers = [
             (events, await events.consume(self._spawning(self._on_event))),
             (watch, await watch.consume(self._spawning(self._on_dead_letter))),
@@ -109,9 +103,9 @@ class EventConsumer:
         ):
 
             async def work() -> None:
-                async with self._sessions() as session, session.begin():
+                async with self.sessions() as session, session.begin():
                     if not await job_issued_for(session, event.job_id, event.video_id):
-                        self._metrics.events_applied.labels(event.type, "unknown_job").inc()
+                        self.metrics.events_applied.labels(event.type, "unknown_job").inc()
                         log.warning("event of a job not issued for this video ignored")
                         return
                     exists = await session.get(Video, event.video_id) is not None
@@ -121,7 +115,7 @@ class EventConsumer:
                 if not exists:
                     await self._discard_late_outputs(event)
                 outcome = "applied" if changed else "ignored"
-                self._metrics.events_applied.labels(event.type, outcome).inc()
+                self.metrics.events_applied.labels(event.type, outcome).inc()
                 log.info("event consumed", outcome=outcome)
 
             await ack_after(message, work)
@@ -130,7 +124,7 @@ class EventConsumer:
         # The video was deleted while a job ran; whatever it uploaded since is garbage.
         if isinstance(event, CoverReady | TranscodeSucceeded):
             for prefix in video_prefixes(event.video_id):
-                await self._storage.delete_prefix(prefix)
+                await self.storage.delete_prefix(prefix)
             log.info("outputs of a deleted video removed")
 
     async def _on_dead_letter(self, message: AbstractIncomingMessage) -> None:
@@ -139,16 +133,16 @@ class EventConsumer:
         except MessageError:
             # A dead-lettered event or garbage: the copy in the dead-letter queue is kept
             # for people; there is no video to update.
-            self._metrics.dead_letters.labels("other").inc()
+            self.metrics.dead_letters.labels("other").inc()
             log.warning("dead letter seen", headers=str(message.headers)[:500])
             await message.ack()
             return
-        self._metrics.dead_letters.labels(job.kind).inc()
+        self.metrics.dead_letters.labels(job.kind).inc()
         reason = f"{job.kind}: {dead_letter_reason(dict(message.headers or {}))}"
         with structlog.contextvars.bound_contextvars(video_id=job.video_id, job_id=str(job.job_id)):
 
             async def work() -> None:
-                async with self._sessions() as session, session.begin():
+                async with self.sessions() as session, session.begin():
                     if not await job_issued_for(session, issued_job_id(job), job.video_id):
                         log.warning("dead letter of a job not issued for this video ignored")
                         return

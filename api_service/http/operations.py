@@ -34,6 +34,21 @@ class Operation:
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
 
+    @property
+    def error_statuses(self) -> frozenset[int]:
+        """``errors`` plus what the declaration implies: a JSON body can be malformed or
+        invalid (400, ``read_json``) or over ``server.max_body_bytes`` (413, aiohttp's
+        ``client_max_size``); a query model can reject the query (400); and every kind of
+        auth answers a missing or bad token with a 401 (``api_service.auth.current``)."""
+        implied = set(self.errors)
+        if self.request is not None:
+            implied |= {400, 413}
+        if self.query is not None:
+            implied.add(400)
+        if self.auth != "none":
+            implied.add(401)
+        return frozenset(implied)
+
 
 def operation(
     summary: str,
@@ -47,7 +62,8 @@ def operation(
     errors: tuple[int, ...] = (),
     content_type: str = "application/json",
 ) -> Callable[[HandlerT], HandlerT]:
-    """Document the decorated handler (place it below the route decorator)."""
+    """Document the decorated handler (place it below the route decorator). ``errors`` are
+    the error statuses beyond those the declaration implies (``Operation.error_statuses``)."""
     op = Operation(summary, tag, status, request, response, query, auth, errors, content_type)
 
     def attach(handler: HandlerT) -> HandlerT:

@@ -161,7 +161,10 @@ class SourceResponse(BaseModel):
     bandwidth: int
 
 
-class VideoResponse(BaseModel):
+class VideoColumns(BaseModel):
+    # The Video row's columns a response shows: VideoColumns.model_validate(video).
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     title: str
     status: VideoStatus
@@ -171,6 +174,11 @@ class VideoResponse(BaseModel):
     duration: float | None
     width: int | None
     height: int | None
+    created_at: UtcDatetime
+
+
+class VideoResponse(VideoColumns):
+    # The row's columns and the links signed for one caller (``api_service.views``).
     cover_url: str | None = Field(description="Short-lived signed URL of the cover image.")
     sources: list[SourceResponse]
     playback_url: str | None = Field(description="Signed HLS master playlist URL.")
@@ -178,7 +186,6 @@ class VideoResponse(BaseModel):
         description="Live progress as Server-Sent Events (for EventSource), with a "
         "short-lived token scoped to this video."
     )
-    created_at: UtcDatetime
 
 
 class VideoListQuery(_Request):

@@ -134,7 +134,7 @@ async def _send(
     "Live progress as Server-Sent Events (status, cover, progress, then online or failed)",
     "videos",
     auth="events",
-    errors=(401, 404),
+    errors=(404,),
     content_type="text/event-stream",
 )
 async def video_events(request: web.Request) -> web.StreamResponse:

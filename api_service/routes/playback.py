@@ -122,7 +122,7 @@ async def _load(storage: Storage, key: str) -> str:
 
 def _playlist_operation(summary: str) -> Callable[[Handler], Handler]:
     return operation(
-        summary, "playback", auth="playback", errors=(401, 404), content_type=PLAYLIST_CONTENT_TYPE
+        summary, "playback", auth="playback", errors=(404,), content_type=PLAYLIST_CONTENT_TYPE
     )
 
 

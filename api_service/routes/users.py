@@ -32,7 +32,7 @@ routes = web.RouteTableDef()
     status=201,
     request=RegisterRequest,
     response=UserResponse,
-    errors=(400, 409, 413, 429),
+    errors=(409, 429),
 )
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request, RegisterRequest)
@@ -53,7 +53,7 @@ async def register(request: web.Request) -> web.Response:
     "users",
     request=LoginRequest,
     response=TokenResponse,
-    errors=(400, 401, 413, 429),
+    errors=(401, 429),
 )
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginRequest)
@@ -70,7 +70,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/me")
-@operation("The calling user", "users", response=UserResponse, auth="bearer", errors=(401,))
+@operation("The calling user", "users", response=UserResponse, auth="bearer")
 async def me(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
     async with request.app[SESSIONS]() as session:

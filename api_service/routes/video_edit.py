@@ -27,7 +27,7 @@ log = structlog.get_logger(__name__)
     request=UpdateVideoRequest,
     response=VideoResponse,
     auth="bearer",
-    errors=(400, 401, 404, 413),
+    errors=(404,),
 )
 async def update_video(request: web.Request) -> web.Response:
     user_id = require_user_id(request)

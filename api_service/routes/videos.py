@@ -64,7 +64,7 @@ async def _sources_by_video(
     request=InitiateUploadRequest,
     response=InitiateUploadResponse,
     auth="bearer",
-    errors=(400, 401, 413, 429),
+    errors=(429,),
 )
 async def initiate_upload(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
@@ -86,7 +86,7 @@ async def initiate_upload(request: web.Request) -> web.Response:
     request=CompleteUploadRequest,
     response=CompleteUploadResponse,
     auth="bearer",
-    errors=(400, 401, 404, 409, 413, 429),
+    errors=(404, 409, 429),
 )
 async def complete_upload(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
@@ -121,7 +121,7 @@ async def complete_upload(request: web.Request) -> web.Response:
     "videos",
     response=VideoResponse,
     auth="optional",
-    errors=(401, 404),
+    errors=(404,),
 )
 async def get_video(request: web.Request) -> web.Response:
     video_id = video_id_param(request)
@@ -150,7 +150,6 @@ async def get_video(request: web.Request) -> web.Response:
     response=VideoListResponse,
     query=VideoListQuery,
     auth="bearer",
-    errors=(400, 401),
 )
 async def list_videos(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
@@ -180,9 +179,7 @@ async def list_videos(request: web.Request) -> web.Response:
 
 
 @routes.delete(r"/api/v1/videos/{video_id:\d+}")
-@operation(
-    "Delete a video with all its files", "videos", status=204, auth="bearer", errors=(401, 404)
-)
+@operation("Delete a video with all its files", "videos", status=204, auth="bearer", errors=(404,))
 async def delete_video(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
     video_id = video_id_param(request)

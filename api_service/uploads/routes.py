@@ -92,10 +92,10 @@ def _upload_operation(
     response: type[BaseModel],
     *,
     request: type[BaseModel] | None = None,
-    errors: tuple[int, ...] = (),
 ) -> Callable[[Handler], Handler]:
     """Document a route that finds its upload with ``_upload_video``: the bearer token and
-    ``?key=``, and the 400, 401, 404 and 409 that lookup answers (plus ``errors``)."""
+    ``?key=`` (their 401 and 400 follow from the declaration), and the 404 and 409 that
+    lookup answers."""
     return operation(
         summary,
         "uploads",
@@ -103,7 +103,7 @@ def _upload_operation(
         response=response,
         query=KeyQuery,
         auth="bearer",
-        errors=tuple(sorted({400, 401, 404, 409, *errors})),
+        errors=(404, 409),
     )
 
 
@@ -114,7 +114,6 @@ def _upload_operation(
     request=CreateMultipartRequest,
     response=CreateMultipartResponse,
     auth="bearer",
-    errors=(400, 401, 413),
 )
 async def create_multipart(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
@@ -184,7 +183,6 @@ async def list_parts(request: web.Request) -> web.Response:
     "Uppy/Companion: complete the multipart upload and queue the video's jobs",
     CompleteMultipartResponse,
     request=CompleteMultipartRequest,
-    errors=(413,),
 )
 async def complete_multipart(request: web.Request) -> web.Response:
     video = await _upload_video(request)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -165,14 +165,7 @@ class WebhookDispatcher:
             await session.execute(
                 update(WebhookDelivery).where(WebhookDelivery.id == item.id).values(**values)
             )
-        log.info(
-            "webhook attempt",
-            delivery_id=item.id,
-            attempt=item.attempts,
-            ok=outcome.ok,
-            status=outcome.status,
-            error=outcome.error,
-        )
+        log.info("webhook attempt", delivery_id=item.id, attempt=item.attempts, **asdict(outcome))
 
 
 async def webhook_dispatcher(app: web.Application) -> AsyncIterator[None]:

@@ -45,7 +45,7 @@ def _endpoint_id(request: web.Request) -> int:
     request=CreateEndpointRequest,
     response=CreatedEndpointResponse,
     auth="bearer",
-    errors=(400, 401, 409),
+    errors=(409,),
 )
 async def create_endpoint(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
@@ -74,10 +74,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
 
 @routes.get(BASE)
-@operation(
-    "The caller's webhook endpoints", "webhooks", response=EndpointList, auth="bearer",
-    errors=(401,),
-)  # fmt: skip
+@operation("The caller's webhook endpoints", "webhooks", response=EndpointList, auth="bearer")
 async def list_endpoints(request: web.Request) -> web.Response:
     user_id = require_user_id(request)
     async with request.app[SESSIONS]() as session:
@@ -103,7 +100,7 @@ async def _owned(request: web.Request) -> int:
 @routes.delete(BASE + "/{endpoint_id}")
 @operation(
     "Delete a webhook endpoint and its deliveries", "webhooks", status=204, auth="bearer",
-    errors=(401, 404),
+    errors=(404,),
 )  # fmt: skip
 async def delete_endpoint(request: web.Request) -> web.Response:
     endpoint_id = await _owned(request)
@@ -115,7 +112,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 @routes.get(BASE + "/{endpoint_id}/deliveries")
 @operation(
     "Delivery attempts of an endpoint, newest first (last 100)", "webhooks",
-    response=DeliveryList, auth="bearer", errors=(401, 404),
+    response=DeliveryList, auth="bearer", errors=(404,),
 )  # fmt: skip
 async def list_deliveries(request: web.Request) -> web.Response:
     endpoint_id = await _owned(request)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from harness.net import free_port, wait_for_port
 from harness.processes import REPO_ROOT
 from tests.api.helpers import rows
-from tests.api.support import Api
+from tests.api.support import Api, User
 
 # A Python process importing the whole app can take a while to start on a busy machine.
 START_WITHIN = 120.0
@@ -59,6 +59,36 @@ async def test_openapi_document_is_valid_and_complete(api: Api) -> None:
         "$ref": "#/components/schemas/ErrorResponse"
     }
     assert document["components"]["securitySchemes"]["bearerAuth"]["bearerFormat"] == "JWT"
+
+
+async def test_statuses_implied_by_a_declaration_are_documented_and_true(
+    api: Api, user: User
+) -> None:
+    # @operation adds 400 and 413 for a JSON body and 401 for any token; each claim is
+    # checked in the document, and the 413 against the server on every body route it can
+    # reach without path parameters (the others look their object up first).
+    document = await (await api.client.get("/api/v1/openapi.json")).json()
+    too_big = b'{"x": "' + b"a" * (api.settings.server.max_body_bytes + 10) + b'"}'
+    body_routes = 0
+    for path, operations in document["paths"].items():
+        for method, op in operations.items():
+            documented = set(op["responses"])
+            token_in_query = any(p["name"] == "token" for p in op.get("parameters", []))
+            if "security" in op or token_in_query:
+                assert "401" in documented, (method, path)
+            if "requestBody" not in op:
+                continue
+            assert {"400", "413"} <= documented, (method, path)
+            if "{" not in path:
+                body_routes += 1
+                resp = await api.client.request(
+                    method,
+                    path,
+                    data=too_big,
+                    headers={**user.headers, "Content-Type": "application/json"},
+                )
+                assert resp.status == 413, (method, path)
+    assert body_routes >= 5
 
 
 async def test_docs_page_serves_swagger_ui(api: Api) -> None:
