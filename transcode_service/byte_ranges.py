@@ -26,11 +26,11 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import structlog
 
 from shared.settings import WorkerSettings
+from transcode_service.chunk_plan import ChunkPlan
 from transcode_service.ffmpeg import run_process
 from transcode_service.probe import PROTOCOL_WHITELIST, MediaInfo
 from transcode_service.sandbox import sandbox_for
@@ -43,16 +43,6 @@ RANGED_DEMUXERS = frozenset({"mov"})
 HEAD_BYTES = 8 * 1024 * 1024
 TAIL_SECONDS = 2.0
 ByteRange = tuple[int, int]  # [start, end) in bytes
-
-
-class Window(Protocol):
-    """A chunk's time range (``chunks.ChunkPlan``)."""
-
-    @property
-    def start(self) -> float: ...
-
-    @property
-    def duration(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -103,7 +93,7 @@ def merge(ranges: Iterable[ByteRange]) -> list[ByteRange]:
 
 
 def chunk_ranges(
-    packets: Sequence[Packet], video_stream: int, chunks: Sequence[Window], file_size: int
+    packets: Sequence[Packet], video_stream: int, chunks: Sequence[ChunkPlan], file_size: int
 ) -> list[list[ByteRange]]:
     """Each chunk's byte ranges (see the module docstring). Times count from the first
     packet's, as ffmpeg's ``-ss`` does."""
@@ -132,7 +122,7 @@ def chunk_ranges(
 
 
 async def plan_ranges(
-    source: Path, info: MediaInfo, chunks: Sequence[Window], settings: WorkerSettings
+    source: Path, info: MediaInfo, chunks: Sequence[ChunkPlan], settings: WorkerSettings
 ) -> list[list[ByteRange]] | None:
     """Every chunk's byte ranges, or None when its chunks must download the whole file."""
     if info.demuxer not in RANGED_DEMUXERS:
