@@ -47,7 +47,7 @@ TAIL_SECONDS = 2.0
 ByteRange = tuple[int, int]  # [start, end) in bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: 40 of ~210 bytes less, a million times
 class Packet:
     stream: int
     time: float  # presentation time, seconds
