@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import io
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
-from typing import Protocol
 
 import structlog
 
 from shared.settings import WorkerSettings
+from transcode_service.chunk_plan import ChunkPlan
 from transcode_service.ffmpeg import run_process
 from transcode_service.probe import PROTOCOL_WHITELIST, MediaInfo
 from transcode_service.sandbox import sandbox_for
@@ -45,17 +47,7 @@ TAIL_SECONDS = 2.0
 ByteRange = tuple[int, int]  # [start, end) in bytes
 
 
-class Window(Protocol):
-    """A chunk's time range (``chunks.ChunkPlan``)."""
-
-    @property
-    def start(self) -> float: ...
-
-    @property
-    def duration(self) -> float | None: ...
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: 40 of ~210 bytes less, a million times
 class Packet:
     stream: int
     time: float  # presentation time, seconds
@@ -103,36 +95,46 @@ def merge(ranges: Iterable[ByteRange]) -> list[ByteRange]:
 
 
 def chunk_ranges(
-    packets: Sequence[Packet], video_stream: int, chunks: Sequence[Window], file_size: int
+    packets: Sequence[Packet], video_stream: int, chunks: Sequence[ChunkPlan], file_size: int
 ) -> list[list[ByteRange]]:
     """Each chunk's byte ranges (see the module docstring). Times count from the first
-    packet's, as ffmpeg's ``-ss`` does."""
+    packet's, as ffmpeg's ``-ss`` does.
+
+    The packets are sorted once, by time for the keyframes and by position for all, so
+    that each chunk's borders are two binary searches: a long source has a million
+    packets and a few hundred chunks."""
     origin = min(p.time for p in packets)
     first = min(p.pos for p in packets)
-    last = max(p.pos + p.size for p in packets)
     keyframes = sorted(
         (p.time - origin, p.pos) for p in packets if p.stream == video_stream and p.key
     )
-    fixed = [(0, min(file_size, first + HEAD_BYTES)), (last, file_size)]
+    key_times = [t for t, _ in keyframes]
+    # The lowest position of the keyframes from each one on in time.
+    lowest_from = list(accumulate((pos for _, pos in reversed(keyframes)), min))[::-1]
+    stored = sorted(packets, key=lambda p: p.pos)
+    positions = [p.pos for p in stored]
+    # The furthest byte any packet stored up to each one reaches.
+    reach = list(accumulate((p.pos + p.size for p in stored), max))
+    fixed = [(0, min(file_size, first + HEAD_BYTES)), (reach[-1], file_size)]
     result = []
     for chunk in chunks:
-        before = [pos for t, pos in keyframes if t <= chunk.start + 1e-6]
-        begin = before[-1] if before else first
+        before = bisect_right(key_times, chunk.start + 1e-6)
+        begin = keyframes[before - 1][1] if before else first
         if chunk.duration is None:
             end = file_size
         else:
-            stop = chunk.start + chunk.duration + TAIL_SECONDS
-            after = [pos for t, pos in keyframes if t >= stop]
+            after = bisect_left(key_times, chunk.start + chunk.duration + TAIL_SECONDS)
             # The packets up to that keyframe, which is included (whatever is stored
             # before its position in the file, all streams).
-            end = min(after) if after else file_size
-            end = max((p.pos + p.size for p in packets if p.pos <= end), default=file_size)
+            bound = lowest_from[after] if after < len(keyframes) else file_size
+            up_to = bisect_right(positions, bound)
+            end = reach[up_to - 1] if up_to else file_size
         result.append(merge([*fixed, (begin, end)]))
     return result
 
 
 async def plan_ranges(
-    source: Path, info: MediaInfo, chunks: Sequence[Window], settings: WorkerSettings
+    source: Path, info: MediaInfo, chunks: Sequence[ChunkPlan], settings: WorkerSettings
 ) -> list[list[ByteRange]] | None:
     """Every chunk's byte ranges, or None when its chunks must download the whole file."""
     if info.demuxer not in RANGED_DEMUXERS:

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from shared.settings import WorkerSettings
 from transcode_service import storage
 from transcode_service.budget import Watchdog, audio_cpu_budget, run_watched
+from transcode_service.chunk_plan import ChunkPlan
 from transcode_service.errors import PermanentError
 from transcode_service.ffmpeg import check_result
 from transcode_service.ladder import audio_encoder_args
@@ -37,13 +38,6 @@ PIECE_FORMAT = "nut"
 PIECE_TIMELINE_BASE = 10.0
 
 
-class Border(Protocol):
-    """A chunk's place in the source (``chunks.ChunkPlan``)."""
-
-    @property
-    def start(self) -> float: ...
-
-
 PIECE_NAMES = f"audio_%06d.{PIECE_FORMAT}"  # the segment muxer's pattern
 
 
@@ -52,7 +46,7 @@ def piece_name(index: int) -> str:
 
 
 def pieces_args(
-    source: Path, info: MediaInfo, chunks: Sequence[Border], duration: float, out_dir: Path
+    source: Path, info: MediaInfo, chunks: Sequence[ChunkPlan], duration: float, out_dir: Path
 ) -> list[str]:
     """One ffmpeg run: the source's audio, padded to ``duration``, encoded once and cut
     into one piece per chunk at the chunks' starts."""
@@ -92,7 +86,7 @@ async def first_packet_time(piece: Path, settings: WorkerSettings) -> float:
 
 
 async def encode_pieces(
-    source: Path, info: MediaInfo, chunks: Sequence[Border], settings: WorkerSettings
+    source: Path, info: MediaInfo, chunks: Sequence[ChunkPlan], settings: WorkerSettings
 ) -> list[tuple[Path, float]]:
     """Encode the audio once and cut it into one piece per chunk, beside ``source``;
     returns each piece with its offset: where its first packet falls after its chunk's

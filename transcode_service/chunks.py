@@ -27,7 +27,6 @@ import dataclasses
 import math
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +45,8 @@ from shared.messages import (
 from shared.settings import WorkerSettings
 from transcode_service import byte_ranges, chunk_audio, handlers, storage
 from transcode_service.budget import Watchdog, cpu_budget, run_watched
+from transcode_service.chunk_plan import ChunkPlan as ChunkPlan  # re-exported
+from transcode_service.chunk_plan import plan_chunks as plan_chunks  # re-exported
 from transcode_service.errors import PermanentError, RetryableError
 from transcode_service.ffmpeg import Progress, check_result
 from transcode_service.handlers import (
@@ -86,33 +87,6 @@ FINALIZE_WAIT = 120.0
 FINALIZE_POLL = 0.5
 # Progress stays below 100 until the succeeded event says so.
 PROGRESS_CAP = 99.0
-
-
-@dataclass(frozen=True)
-class ChunkPlan:
-    index: int
-    start: float
-    duration: float | None  # None: to the end of the source (the last chunk)
-    first_segment: int
-
-
-def plan_chunks(duration: float, chunk_seconds: int, segment_seconds: int) -> list[ChunkPlan]:
-    """Chunks of ``chunk_seconds`` on segment borders; the last one runs to the end of the
-    source. A remainder shorter than one segment joins the previous chunk instead of being
-    a chunk of its own."""
-    count = max(1, math.ceil(duration / chunk_seconds))
-    if count > 1 and duration - (count - 1) * chunk_seconds < segment_seconds:
-        count -= 1
-    per_chunk = chunk_seconds // segment_seconds
-    return [
-        ChunkPlan(
-            index=i,
-            start=float(i * chunk_seconds),
-            duration=None if i == count - 1 else float(chunk_seconds),
-            first_segment=i * per_chunk,
-        )
-        for i in range(count)
-    ]
 
 
 def should_chunk(duration: float, settings: WorkerSettings) -> bool:

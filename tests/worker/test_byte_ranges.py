@@ -20,7 +20,8 @@ from tests.media import make_video
 from tests.worker.support import Uploader, download_tree, new_video_id
 from transcode_service import storage
 from transcode_service.byte_ranges import HEAD_BYTES, plan_ranges
-from transcode_service.chunks import handle_chunk, plan_chunks
+from transcode_service.chunk_plan import plan_chunks
+from transcode_service.chunks import handle_chunk
 from transcode_service.handlers import Deps
 from transcode_service.probe import probe
 
