@@ -142,6 +142,15 @@ async def bucket(settings: Settings) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
+def platform_env(
+    settings_env: dict[str, str], database: str, bucket: str, declared_topology: Topology
+) -> dict[str, str]:
+    """``settings_env`` once everything it names exists (database, bucket, queues): what
+    starting the API or a worker as a process needs."""
+    return settings_env
+
+
+@pytest.fixture(scope="session")
 async def s3(settings: Settings, bucket: str) -> AsyncIterator[S3Client]:
     """A client of this run's S3, once the bucket exists."""
     async with s3_client(settings.s3) as client:
