@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aio_pika
 import pytest
@@ -26,6 +27,10 @@ from shared.bucket_cors import apply_bucket_cors
 from shared.s3 import s3_client
 from shared.settings import Settings, load_settings
 from shared.topology import Topology, declare_topology, delete_topology
+from tests.store import Store
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -134,6 +139,27 @@ async def bucket(settings: Settings) -> AsyncIterator[str]:
             yield settings.s3.bucket
         finally:
             await delete_bucket(s3, settings.s3.bucket)
+
+
+@pytest.fixture(scope="session")
+def platform_env(
+    settings_env: dict[str, str], database: str, bucket: str, declared_topology: Topology
+) -> dict[str, str]:
+    """``settings_env`` once everything it names exists (database, bucket, queues): what
+    starting the API or a worker as a process needs."""
+    return settings_env
+
+
+@pytest.fixture(scope="session")
+async def s3(settings: Settings, bucket: str) -> AsyncIterator[S3Client]:
+    """A client of this run's S3, once the bucket exists."""
+    async with s3_client(settings.s3) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def store(s3: S3Client, bucket: str) -> Store:
+    return Store(s3, bucket)
 
 
 @pytest.fixture(scope="session")

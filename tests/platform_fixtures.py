@@ -7,6 +7,7 @@ worker outlives the package that started it), and tests import ``Platform`` from
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,21 @@ class Ports:
         }
 
 
+@contextlib.asynccontextmanager
+async def running(*services: Service) -> AsyncIterator[None]:
+    """The services started and listening; stopped, the last started first, however the
+    block ends."""
+    try:
+        for service in services:
+            service.start()
+        for service in services:
+            await service.wait_ready(START_WITHIN)
+        yield
+    finally:
+        for service in reversed(services):
+            await service.stop()
+
+
 @dataclass
 class Platform:
     api: str  # the API's base URL
@@ -55,18 +71,16 @@ class Platform:
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def platform(
-    database: str,
-    bucket: str,
+    platform_env: dict[str, str],
     declared_topology: Topology,
     amqp: AbstractRobustConnection,
-    settings_env: dict[str, str],
     tmp_root: Path,
 ) -> AsyncIterator[Platform]:
     """Started for the requesting package only, so its processes never consume the queues
     that later test packages use; whatever it left queued is purged when it stops."""
     ports = Ports()
     env = {
-        **settings_env,
+        **platform_env,
         **ports.env(),
         # Small rungs keep the suite fast; the default ladder is covered by worker tests.
         "VIDEO_WORKER__RUNGS": "[360, 240]",
@@ -81,14 +95,9 @@ async def platform(
     api = Service("api", api_command(), env, ports.api, logs / "api.log")
     worker = Service("worker", worker_command(), env, ports.health, logs / "worker.log")
     try:
-        api.start()
-        worker.start()
-        await api.wait_ready(START_WITHIN)
-        await worker.wait_ready(START_WITHIN)
-        yield Platform(ports.api_url, api, worker)
+        async with running(api, worker):
+            yield Platform(ports.api_url, api, worker)
     finally:
-        await worker.stop()
-        await api.stop()
         channel = await amqp.channel()
         await purge_queues(channel, declared_topology.all_queues())
         await channel.close()

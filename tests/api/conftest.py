@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -19,16 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from yarl import URL
 
 from harness.broker import purge_queues
-from shared.s3 import s3_client
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.api.proxy import TcpProxy
 from tests.api.support import Api, JobTap, User, start_api, with_overrides
 from tests.api.videos import Videos
 from tests.media import make_video
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+from tests.store import Store
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
@@ -79,12 +75,6 @@ async def db(settings: Settings, database: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-@pytest_asyncio.fixture(scope="package", loop_scope="session")
-async def s3(settings: Settings, bucket: str) -> AsyncIterator[S3Client]:
-    async with s3_client(settings.s3) as client:
-        yield client
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def user(api: Api) -> User:
     return await api.register()
@@ -113,12 +103,12 @@ async def clip(tmp_root: Path) -> Path:
 def videos(
     api: Api,
     db: AsyncEngine,
-    s3: S3Client,
+    store: Store,
     clip: Path,
     amqp: AbstractRobustConnection,
     declared_topology: Topology,
 ) -> Videos:
-    return Videos(api, db, s3, clip, amqp, declared_topology)
+    return Videos(api, db, store, clip, amqp, declared_topology)
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")

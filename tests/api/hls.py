@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from shared.keys import master_playlist_key, processed_prefix, rendition_playlist_key
 from shared.messages import Rendition
 from tests.media import ffmpeg
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+from tests.store import Store
 
 LADDER = ((240, 320, 400_000), (120, 160, 150_000))
 
@@ -46,7 +43,7 @@ def build_hls(source: Path, out_dir: Path) -> list[Rendition]:
 
 
 async def upload_hls(
-    s3: S3Client, bucket: str, video_id: int, source: Path, work: Path
+    store: Store, video_id: int, source: Path, work: Path
 ) -> tuple[str, list[Rendition]]:
     """Encode and upload a two-rung ladder; returns the master key and the renditions."""
     out_dir = work / f"hls-{video_id}"
@@ -54,7 +51,7 @@ async def upload_hls(
     files = await asyncio.to_thread(lambda: [p for p in out_dir.rglob("*") if p.is_file()])
     for path in files:
         key = processed_prefix(video_id) + path.relative_to(out_dir).as_posix()
-        await s3.put_object(Bucket=bucket, Key=key, Body=await asyncio.to_thread(path.read_bytes))
+        await store.put(key, await asyncio.to_thread(path.read_bytes))
     return master_playlist_key(video_id), [
         r.model_copy(update={"playlist_key": rendition_playlist_key(video_id, r.height)})
         for r in renditions

@@ -3,13 +3,9 @@ visibility and playlist-signing tests, and any segment count."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from shared.keys import master_playlist_key, processed_prefix, rendition_playlist_key
 from shared.messages import Rendition
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+from tests.store import Store
 
 SEGMENT_SECONDS = 6
 
@@ -27,7 +23,7 @@ def variant_text(segments: int) -> str:
     return "\n".join([*lines, "#EXT-X-ENDLIST"]) + "\n"
 
 
-async def put_playlists(s3: S3Client, bucket: str, video_id: int, segments: int) -> Rendition:
+async def put_playlists(store: Store, video_id: int, segments: int) -> Rendition:
     """A master and one 240p variant of ``segments`` segments, at the keys the worker writes
     (the segments themselves are not there); returns the variant's rendition."""
     variant_key = rendition_playlist_key(video_id, 240)
@@ -36,8 +32,8 @@ async def put_playlists(s3: S3Client, bucket: str, video_id: int, segments: int)
         + variant_key.removeprefix(processed_prefix(video_id))
         + "\n"
     )
-    await s3.put_object(Bucket=bucket, Key=master_playlist_key(video_id), Body=master.encode())
-    await s3.put_object(Bucket=bucket, Key=variant_key, Body=variant_text(segments).encode())
+    await store.put(master_playlist_key(video_id), master.encode())
+    await store.put(variant_key, variant_text(segments).encode())
     return Rendition(
         quality="240p", width=320, height=240, bandwidth=400_000, playlist_key=variant_key
     )

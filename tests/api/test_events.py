@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aio_pika
 import aiohttp
@@ -24,10 +24,7 @@ from shared.topology import HEADER_FAILURE_REASON, Topology
 from tests.api.helpers import rows, succeeded, video_row
 from tests.api.support import Api, User
 from tests.api.videos import Videos
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
-
+from tests.store import Store
 
 IGNORED_SUCCESS = 'events_applied_total{outcome="ignored",type="transcode_succeeded"}'
 
@@ -39,11 +36,10 @@ async def _field(db: AsyncEngine, video_id: int, name: str) -> Any:
 
 
 async def test_events_applied_once_each(
-    api: Api, user: User, db: AsyncEngine, s3: S3Client, videos: Videos, http: aiohttp.ClientSession
+    api: Api, user: User, db: AsyncEngine, store: Store, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
     video_id = await videos.uploaded(user)
-    bucket = api.settings.s3.bucket
-    await s3.put_object(Bucket=bucket, Key=cover_key(video_id), Body=b"\xff\xd8fake-jpeg")
+    await store.put(cover_key(video_id), b"\xff\xd8fake-jpeg")
 
     job_id = await videos.issued_job(video_id, "cover")
     cover = CoverReady(

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aiohttp
 from sqlalchemy import text
@@ -23,9 +22,7 @@ from shared.settings import Settings
 from tests.api import multipart as mp
 from tests.api.helpers import complete, initiate, upload, video_row
 from tests.api.support import Api, User, with_overrides
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+from tests.store import Store
 
 ABANDONED_AFTER = 3600
 
@@ -47,20 +44,9 @@ async def _age(db: AsyncEngine, *video_ids: int) -> None:
             )
 
 
-async def _keys(s3: S3Client, bucket: str, prefix: str) -> list[str]:
-    listed = await s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
-    return [obj["Key"] for obj in listed.get("Contents", [])]
-
-
-async def _pending(s3: S3Client, bucket: str, prefix: str) -> list[str]:
-    listed = await s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
-    return [u["UploadId"] for u in listed.get("Uploads", [])]
-
-
 async def test_janitor_cleans_abandoned_single_and_multipart_uploads(
-    api: Api, user: User, db: AsyncEngine, s3: S3Client, http: aiohttp.ClientSession, clip: Path
+    api: Api, user: User, db: AsyncEngine, store: Store, http: aiohttp.ClientSession, clip: Path
 ) -> None:
-    bucket = api.settings.s3.bucket
     single = await initiate(api, user, clip.name)
     await upload(clip, single["upload_url"])
     multi = await mp.create(api, user)
@@ -77,8 +63,8 @@ async def test_janitor_cleans_abandoned_single_and_multipart_uploads(
         assert video is not None
         assert video["status"] == "failed"
         assert video["error"] == f"upload abandoned: not completed within {ABANDONED_AFTER} seconds"
-        assert await _keys(s3, bucket, f"raw/{video_id}/") == []
-        assert await _pending(s3, bucket, f"raw/{video_id}/") == []
+        assert await store.keys(f"raw/{video_id}/") == []
+        assert await store.pending_uploads(f"raw/{video_id}/") == []
     status, _ = await mp.put_part(http, late_part_url, os.urandom(1000))
     assert status == 404
     status, body = await complete(api, user, single["video_id"])
@@ -86,15 +72,14 @@ async def test_janitor_cleans_abandoned_single_and_multipart_uploads(
     # The fresh upload is untouched and still completes.
     fresh_row = await video_row(db, fresh["video_id"])
     assert fresh_row is not None and fresh_row["status"] == "uploading"
-    assert await _pending(s3, bucket, f"raw/{fresh['video_id']}/") == [fresh["uploadId"]]
+    assert await store.pending_uploads(f"raw/{fresh['video_id']}/") == [fresh["uploadId"]]
     # A second pass finds nothing new of these.
     assert (await _janitor(api).run_once()).expired == 0
 
 
 async def test_upload_url_used_after_delete_leaves_nothing(
-    api: Api, user: User, db: AsyncEngine, s3: S3Client, clip: Path
+    api: Api, user: User, db: AsyncEngine, store: Store, clip: Path
 ) -> None:
-    bucket = api.settings.s3.bucket
     init = await initiate(api, user, clip.name)
     video_id = init["video_id"]
     resp = await api.client.delete(f"/api/v1/videos/{video_id}", headers=user.headers)
@@ -102,36 +87,35 @@ async def test_upload_url_used_after_delete_leaves_nothing(
     # The presigned PUT still reaches the store, but the object has no row: it is never
     # processed (no video to complete) and the janitor removes it.
     await upload(clip, init["upload_url"])
-    assert len(await _keys(s3, bucket, f"raw/{video_id}/")) == 1
+    assert len(await store.keys(f"raw/{video_id}/")) == 1
     status, _ = await complete(api, user, video_id)
     assert status == 404
     report = await _janitor(api).run_once()
     assert report.orphan_objects >= 1
-    assert await _keys(s3, bucket, f"raw/{video_id}/") == []
+    assert await store.keys(f"raw/{video_id}/") == []
     assert await video_row(db, video_id) is None
 
 
 async def test_late_write_after_rejection_and_ownerless_multipart_are_removed(
-    api: Api, user: User, s3: S3Client, http: aiohttp.ClientSession, clip: Path
+    api: Api, user: User, store: Store, http: aiohttp.ClientSession, clip: Path
 ) -> None:
-    bucket = api.settings.s3.bucket
     # An aborted upload's video is failed; a single PUT to its key afterwards is garbage.
     multi = await mp.create(api, user)
     status, _ = await mp.abort(api, user, multi)
     assert status == 200
-    await s3.put_object(Bucket=bucket, Key=multi["key"], Body=b"late")
+    await store.put(multi["key"], b"late")
     # A multipart upload under raw/ that no row owns (e.g. a create that crashed).
     stray_key = "raw/999999999/00000000-0000-0000-0000-000000000000.mp4"
-    stray = await s3.create_multipart_upload(Bucket=bucket, Key=stray_key)
+    stray = await store.s3.create_multipart_upload(Bucket=store.bucket, Key=stray_key)
     # The grace keeps young ownerless uploads (a create in progress); the late object goes.
     report = await _janitor(api, orphan_grace=3600).run_once()
     assert report.orphan_objects >= 1
-    assert await _keys(s3, bucket, multi["key"]) == []
-    assert await _pending(s3, bucket, "raw/999999999/") == [stray["UploadId"]]
+    assert await store.keys(multi["key"]) == []
+    assert await store.pending_uploads("raw/999999999/") == [stray["UploadId"]]
     # A pass without the grace aborts the ownerless upload.
     report = await _janitor(api).run_once()
     assert report.orphan_uploads >= 1
-    assert await _pending(s3, bucket, "raw/999999999/") == []
+    assert await store.pending_uploads("raw/999999999/") == []
 
 
 async def test_replicas_share_expiry_without_double_handling(

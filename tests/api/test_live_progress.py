@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import pytest_asyncio
@@ -21,9 +21,7 @@ from tests.api.helpers import succeeded
 from tests.api.support import Api, User, start_api, with_overrides
 from tests.api.videos import Videos
 from tests.sse import SseStream
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+from tests.store import Store
 
 WITHIN = 30.0
 
@@ -51,7 +49,7 @@ async def _video(api: Api, user: User, video_id: int) -> dict[str, Any]:
 
 
 async def test_stream_reports_status_cover_progress_and_online_then_ends(
-    api: Api, replica: Api, user: User, s3: S3Client, videos: Videos, http: aiohttp.ClientSession
+    api: Api, replica: Api, user: User, store: Store, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
     video_id = await videos.uploaded(user)
     # The API applies only events of the jobs it issued for the video.
@@ -67,9 +65,7 @@ async def test_stream_reports_status_cover_progress_and_online_then_ends(
         first = await stream.next()
         assert (first.event, first.json()) == ("status", {"status": "transcoding", "progress": 0})
 
-        await s3.put_object(
-            Bucket=api.settings.s3.bucket, Key=cover_key(video_id), Body=b"\xff\xd8jpeg"
-        )
+        await store.put(cover_key(video_id), b"\xff\xd8jpeg")
         await videos.publish(
             CoverReady(video_id=video_id, job_id=cover_job, cover_key=cover_key(video_id))
         )

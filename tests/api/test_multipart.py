@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,20 +11,13 @@ from harness.polling import eventually
 from tests.api import multipart as mp
 from tests.api.helpers import initiate, rows, video_row
 from tests.api.support import Api, JobTap, User, start_api, with_overrides
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+from tests.store import Store
 
 MIB = mp.MIB
 
 
-async def _pending(s3: S3Client, bucket: str, video_id: int) -> list[str]:
-    listed = await s3.list_multipart_uploads(Bucket=bucket, Prefix=f"raw/{video_id}/")
-    return [u["UploadId"] for u in listed.get("Uploads", [])]
-
-
 async def test_create_sign_resume_complete_queues_jobs(
-    api: Api, user: User, db: AsyncEngine, s3: S3Client, http: aiohttp.ClientSession,
+    api: Api, user: User, db: AsyncEngine, store: Store, http: aiohttp.ClientSession,
     job_tap: JobTap,
 ) -> None:  # fmt: skip
     upload = await mp.create(api, user, "Holiday.MP4", metadata={"title": "Holiday"})
@@ -54,7 +46,7 @@ async def test_create_sign_resume_complete_queues_jobs(
     assert status == 200, body
     assert body["video_id"] == video_id and body["status"] == "transcoding"
     assert body["location"].endswith(f"/api/v1/videos/{video_id}")
-    head = await s3.head_object(Bucket=api.settings.s3.bucket, Key=upload["key"])
+    head = await store.head(upload["key"])
     assert head["ContentLength"] == sum(len(d) for d in data)
     video = await video_row(db, video_id)
     assert video is not None
@@ -131,41 +123,40 @@ async def test_keys_and_upload_ids_must_match_the_callers_video(
 
 
 async def test_abort_leaves_no_parts_and_kills_part_urls(
-    api: Api, user: User, db: AsyncEngine, s3: S3Client, http: aiohttp.ClientSession
+    api: Api, user: User, db: AsyncEngine, store: Store, http: aiohttp.ClientSession
 ) -> None:
     upload = await mp.create(api, user)
     video_id = upload["video_id"]
     await mp.upload_part(api, user, http, upload, 1, os.urandom(5 * MIB))
     later = await mp.sign(api, user, upload, 2)
-    assert await _pending(s3, api.settings.s3.bucket, video_id) == [upload["uploadId"]]
+    assert await store.pending_uploads(f"raw/{video_id}/") == [upload["uploadId"]]
 
     status, body = await mp.abort(api, user, upload)
     assert (status, body) == (200, {})
-    assert await _pending(s3, api.settings.s3.bucket, video_id) == []
+    assert await store.pending_uploads(f"raw/{video_id}/") == []
     status, _ = await mp.put_part(http, later, os.urandom(1000))
     assert status == 404  # NoSuchUpload: the URL writes nothing
-    listed = await s3.list_objects_v2(Bucket=api.settings.s3.bucket, Prefix=f"raw/{video_id}/")
-    assert listed.get("KeyCount", 0) == 0
+    assert await store.keys(f"raw/{video_id}/") == []
     video = await video_row(db, video_id)
     assert video is not None
     assert (video["status"], video["error"]) == ("failed", "upload aborted by the client")
 
 
 async def test_delete_aborts_the_multipart_upload(
-    api: Api, user: User, s3: S3Client, http: aiohttp.ClientSession
+    api: Api, user: User, store: Store, http: aiohttp.ClientSession
 ) -> None:
     upload = await mp.create(api, user)
     await mp.upload_part(api, user, http, upload, 1, os.urandom(5 * MIB))
     later = await mp.sign(api, user, upload, 2)
     resp = await api.client.delete(f"/api/v1/videos/{upload['video_id']}", headers=user.headers)
     assert resp.status == 204
-    assert await _pending(s3, api.settings.s3.bucket, upload["video_id"]) == []
+    assert await store.pending_uploads(f"raw/{upload['video_id']}/") == []
     status, _ = await mp.put_part(http, later, os.urandom(1000))
     assert status == 404
 
 
 async def test_part_rules_and_mismatched_parts(
-    api: Api, user: User, s3: S3Client, http: aiohttp.ClientSession
+    api: Api, user: User, store: Store, http: aiohttp.ClientSession
 ) -> None:
     upload = await mp.create(api, user)
     small = await mp.upload_part(api, user, http, upload, 1, os.urandom(1000))
@@ -191,12 +182,12 @@ async def test_part_rules_and_mismatched_parts(
     )
     assert status == 200, body
     # The re-sent part 1 (named by its ETag) is the one in the object.
-    head = await s3.head_object(Bucket=api.settings.s3.bucket, Key=upload["key"])
+    head = await store.head(upload["key"])
     assert head["ContentLength"] == 5 * MIB + 1000
 
 
 async def test_total_over_the_limit_is_413_and_leaves_nothing(
-    api: Api, user: User, db: AsyncEngine, s3: S3Client, http: aiohttp.ClientSession
+    api: Api, user: User, db: AsyncEngine, store: Store, http: aiohttp.ClientSession
 ) -> None:
     limited = await start_api(
         with_overrides(api.settings, upload={"max_size": 8 * MIB}),
@@ -219,11 +210,8 @@ async def test_total_over_the_limit_is_413_and_leaves_nothing(
             assert body["error"]["code"] == "file_too_large"
             assert f"over the maximum of {limit} bytes" in body["error"]["message"]
             video_id = upload["video_id"]
-            assert await _pending(s3, api.settings.s3.bucket, video_id) == []
-            listed = await s3.list_objects_v2(
-                Bucket=api.settings.s3.bucket, Prefix=f"raw/{video_id}/"
-            )
-            assert listed.get("KeyCount", 0) == 0
+            assert await store.pending_uploads(f"raw/{video_id}/") == []
+            assert await store.keys(f"raw/{video_id}/") == []
             video = await video_row(db, video_id)
             assert video is not None and video["status"] == "failed"
             assert await rows(db, "SELECT id FROM outbox WHERE video_id = :id", id=video_id) == []
@@ -232,10 +220,10 @@ async def test_total_over_the_limit_is_413_and_leaves_nothing(
 
 
 async def test_single_upload_limits_are_enforced_by_the_store(
-    api: Api, user: User, s3: S3Client, http: aiohttp.ClientSession
+    api: Api, user: User, store: Store, http: aiohttp.ClientSession
 ) -> None:
     init = await initiate(api, user, "a.mp4", size=1000)
-    key = await video_row_key(api, init["video_id"], s3)
+    key = await video_row_key(store, init["video_id"])
     # The declared size is signed as Content-Length: a bigger body is refused by the store.
     async with http.put(init["upload_url"], data=os.urandom(5000)) as resp:
         assert resp.status == 403
@@ -262,7 +250,6 @@ async def test_single_upload_limits_are_enforced_by_the_store(
     assert resp.status == 202
 
 
-async def video_row_key(api: Api, video_id: int, s3: S3Client) -> str | None:
-    listed = await s3.list_objects_v2(Bucket=api.settings.s3.bucket, Prefix=f"raw/{video_id}/")
-    contents = listed.get("Contents", [])
-    return contents[0]["Key"] if contents else None
+async def video_row_key(store: Store, video_id: int) -> str | None:
+    keys = await store.keys(f"raw/{video_id}/")
+    return keys[0] if keys else None

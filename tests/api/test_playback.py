@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import m3u8
@@ -16,19 +16,16 @@ from tests.api.hls import upload_hls
 from tests.api.support import Api, User
 from tests.api.videos import Videos
 from tests.media import ffprobe
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+from tests.store import Store
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def online_video(
-    api: Api, user: User, s3: S3Client, videos: Videos, tmp_root: Path
+    api: Api, user: User, store: Store, videos: Videos, tmp_root: Path
 ) -> dict[str, Any]:
     """A video of ``user``, online with a real two-rung HLS ladder in the bucket."""
     video_id = await videos.uploaded(user)
-    bucket = api.settings.s3.bucket
-    master_key, renditions = await upload_hls(s3, bucket, video_id, videos.clip, tmp_root)
+    master_key, renditions = await upload_hls(store, video_id, videos.clip, tmp_root)
     await videos.succeed(video_id, master_key=master_key, renditions=renditions, source_size=1)
     await videos.wait_for_status(video_id, "online")
     resp = await api.client.get(f"/api/v1/videos/{video_id}")

@@ -4,7 +4,6 @@ signed URLs really load from the private bucket."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import aiohttp
 import m3u8
@@ -13,22 +12,20 @@ from api_service.context import PLAYLIST_CACHE
 from shared.keys import rendition_playlist_key
 from tests.api.support import Api, User
 from tests.api.videos import Videos
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+from tests.store import Store
 
 SIX_HOURS_OF_SEGMENTS = 3600
 
 
 async def test_six_hour_playlist_is_signed_once(
-    api: Api, user: User, s3: S3Client, videos: Videos, http: aiohttp.ClientSession
+    api: Api, user: User, store: Store, videos: Videos, http: aiohttp.ClientSession
 ) -> None:
     video_id = await videos.online(user, segments=SIX_HOURS_OF_SEGMENTS)
     resp = await api.client.get(f"/api/v1/videos/{video_id}")
     variant_url = (await resp.json())["sources"][0]["url"]
     # One segment object, so a signed URL can be fetched for real.
     first_segment = rendition_playlist_key(video_id, 240).rsplit("/", 1)[0] + "/240p_00000.ts"
-    await s3.put_object(Bucket=api.settings.s3.bucket, Key=first_segment, Body=b"\x47segment")
+    await store.put(first_segment, b"\x47segment")
 
     cache = api.app[PLAYLIST_CACHE]
     misses = cache.misses

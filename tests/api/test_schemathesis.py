@@ -24,29 +24,18 @@ from api_service.app import create_app
 from api_service.openapi import build_openapi
 from harness.processes import Service, api_command
 from shared.settings import load_settings
-from shared.topology import Topology
-from tests.platform_fixtures import START_WITHIN, Ports
+from tests.platform_fixtures import Ports, running
 
 EXAMPLES_PER_OPERATION = 25
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api_process(
-    database: str,
-    bucket: str,
-    declared_topology: Topology,
-    settings_env: dict[str, str],
-    tmp_root: Path,
-) -> AsyncIterator[str]:
+async def api_process(platform_env: dict[str, str], tmp_root: Path) -> AsyncIterator[str]:
     ports = Ports()
-    env = {**settings_env, **ports.env(), "VIDEO_LOGGING__JSON_OUTPUT": "true"}
+    env = {**platform_env, **ports.env(), "VIDEO_LOGGING__JSON_OUTPUT": "true"}
     api = Service("api", api_command(), env, ports.api, tmp_root / "schemathesis-api.log")
-    try:
-        api.start()
-        await api.wait_ready(START_WITHIN)
+    async with running(api):
         yield ports.api_url
-    finally:
-        await api.stop()
     # A 500 leaves its trace in the log: show it with the failure.
     text = api.log.read_text()
     assert "unhandled error" not in text, text[-4000:]

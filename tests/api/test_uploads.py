@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,13 +21,11 @@ from tests.api.helpers import (
     video_row,
 )
 from tests.api.support import Api, JobTap, User, start_api, with_overrides
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+from tests.store import Store
 
 
 async def test_initiate_creates_row_and_presigned_put(
-    api: Api, user: User, db: AsyncEngine, s3: S3Client, clip: Path
+    api: Api, user: User, db: AsyncEngine, store: Store, clip: Path
 ) -> None:
     init = await initiate(api, user, "../../etc/My Holiday.MP4", title="Holiday")
     assert init["method"] == "PUT"
@@ -45,7 +43,7 @@ async def test_initiate_creates_row_and_presigned_put(
     assert "X-Amz-Signature" in init["upload_url"]
 
     await upload(clip, init["upload_url"])
-    head = await s3.head_object(Bucket=api.settings.s3.bucket, Key=key)
+    head = await store.head(key)
     assert head["ContentLength"] == file_size(clip)
 
 
@@ -145,7 +143,7 @@ async def test_complete_validation(api: Api, user: User) -> None:
 
 
 async def test_oversized_upload_is_deleted_and_failed(
-    api: Api, user: User, db: AsyncEngine, s3: S3Client, clip: Path
+    api: Api, user: User, db: AsyncEngine, store: Store, clip: Path
 ) -> None:
     small = await start_api(
         with_overrides(api.settings, upload={"max_size": 1000}),
@@ -164,10 +162,7 @@ async def test_oversized_upload_is_deleted_and_failed(
     assert video is not None
     assert video["status"] == "failed"
     assert "over the maximum of 1000 bytes" in video["error"]
-    listed = await s3.list_objects_v2(
-        Bucket=api.settings.s3.bucket, Prefix=f"raw/{init['video_id']}/"
-    )
-    assert listed.get("KeyCount", 0) == 0
+    assert await store.keys(f"raw/{init['video_id']}/") == []
     assert await rows(db, "SELECT id FROM outbox WHERE video_id = :id", id=init["video_id"]) == []
 
 

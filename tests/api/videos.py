@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,9 +19,7 @@ from shared.topology import Topology
 from tests.api.helpers import issued_job, succeeded, uploaded_video, video_row
 from tests.api.online import SEGMENT_SECONDS, put_playlists
 from tests.api.support import Api, User
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+from tests.store import Store
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,7 @@ class Videos:
 
     api: Api
     db: AsyncEngine
-    s3: S3Client
+    store: Store
     clip: Path  # what every video here is uploaded from
     amqp: AbstractRobustConnection
     topology: Topology
@@ -74,7 +72,7 @@ class Videos:
         """A video of ``user`` made online with hand-written playlists of ``segments``
         segments (no encode)."""
         video_id = await self.uploaded(user, **initiate_fields)
-        rendition = await put_playlists(self.s3, self.api.settings.s3.bucket, video_id, segments)
+        rendition = await put_playlists(self.store, video_id, segments)
         await self.succeed(
             video_id,
             renditions=[rendition],

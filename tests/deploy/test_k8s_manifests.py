@@ -4,11 +4,15 @@ schemas in deploy/schemas/keda. The broken-manifest cases prove the validators b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from tests.deploy.manifests import (
     KUSTOMIZATIONS,
     SECRET_NAMES,
+    Manifest,
     ManifestInvalid,
     find,
     generated_name,
@@ -16,8 +20,6 @@ from tests.deploy.manifests import (
     pod_spec,
     render,
     validate_any,
-    validate_k8s,
-    validate_keda,
 )
 
 
@@ -120,51 +122,58 @@ def test_pods_run_as_non_root_with_read_only_root() -> None:
 # --- the validators bite ------------------------------------------------------------------
 
 
-def test_broken_deployment_replicas_string_fails() -> None:
-    worker = find(render("overlays/prod"), "Deployment", "video-worker-transcode")
-    worker["spec"]["replicas"] = "two"
-    with pytest.raises(ManifestInvalid, match=r"spec\.replicas: 'two' is not of type 'integer'"):
-        validate_k8s(worker)
+def _rename(fields: dict[str, Any], old: str, new: str) -> None:
+    fields[new] = fields.pop(old)
 
 
-def test_broken_deployment_without_containers_fails() -> None:
-    worker = find(render("overlays/prod"), "Deployment", "video-worker-transcode")
-    del pod_spec(worker)["containers"]
-    with pytest.raises(ManifestInvalid, match=r"'containers' is a required property"):
-        validate_k8s(worker)
+# The objects broken below, as (kustomization, kind, name).
+TRANSCODE_WORKER = ("overlays/prod", "Deployment", "video-worker-transcode")
+TRANSCODE_SCALER = ("overlays/prod", "ScaledObject", "video-worker-transcode")
+RABBITMQ_AUTH = ("base", "TriggerAuthentication", "video-rabbitmq-management")
+
+# (object, how it is broken, the error expected)
+BROKEN = [
+    pytest.param(
+        TRANSCODE_WORKER, lambda d: d["spec"].update(replicas="two"),
+        r"spec\.replicas: 'two' is not of type 'integer'", id="deployment-replicas-string",
+    ),
+    pytest.param(
+        TRANSCODE_WORKER, lambda d: pod_spec(d).pop("containers"),
+        r"'containers' is a required property", id="deployment-without-containers",
+    ),
+    pytest.param(
+        # A typo kubectl would reject: the strict schema must too.
+        TRANSCODE_WORKER,
+        lambda d: _rename(pod_spec(d)["containers"][0], "livenessProbe", "livenessprobe"),
+        r"'livenessprobe' was unexpected", id="deployment-unknown-field",
+    ),
+    pytest.param(
+        TRANSCODE_SCALER, lambda d: d["spec"]["triggers"][0].pop("type"),
+        r"spec\.triggers\.0: 'type' is a required property", id="scaledobject-trigger-type",
+    ),
+    pytest.param(
+        # The value must be the string "1".
+        TRANSCODE_SCALER, lambda d: d["spec"]["triggers"][0]["metadata"].update(value=1),
+        r"metadata\.value: 1 is not of type 'string'", id="scaledobject-metadata-number",
+    ),
+    pytest.param(
+        # The HPA's spelling, wrong in a ScaledObject.
+        TRANSCODE_SCALER, lambda d: _rename(d["spec"], "maxReplicaCount", "maxReplicas"),
+        r"'maxReplicas' was unexpected", id="scaledobject-unknown-field",
+    ),
+    pytest.param(
+        RABBITMQ_AUTH, lambda d: d["spec"]["secretTargetRef"][0].pop("key"),
+        r"'key' is a required property", id="triggerauthentication-without-key",
+    ),
+]  # fmt: skip
 
 
-def test_broken_deployment_unknown_field_fails_in_strict_mode() -> None:
-    worker = find(render("overlays/prod"), "Deployment", "video-worker-transcode")
-    container = pod_spec(worker)["containers"][0]
-    container["livenessprobe"] = container.pop("livenessProbe")  # a typo kubectl would reject
-    with pytest.raises(ManifestInvalid, match=r"'livenessprobe' was unexpected"):
-        validate_k8s(worker)
-
-
-def test_broken_scaledobject_trigger_without_type_fails() -> None:
-    so = find(render("overlays/prod"), "ScaledObject", "video-worker-transcode")
-    del so["spec"]["triggers"][0]["type"]
-    with pytest.raises(ManifestInvalid, match=r"spec\.triggers\.0: 'type' is a required property"):
-        validate_keda(so)
-
-
-def test_broken_scaledobject_metadata_number_fails() -> None:
-    so = find(render("overlays/prod"), "ScaledObject", "video-worker-transcode")
-    so["spec"]["triggers"][0]["metadata"]["value"] = 1  # must be the string "1"
-    with pytest.raises(ManifestInvalid, match=r"metadata\.value: 1 is not of type 'string'"):
-        validate_keda(so)
-
-
-def test_broken_scaledobject_unknown_field_fails() -> None:
-    so = find(render("overlays/prod"), "ScaledObject", "video-worker-transcode")
-    so["spec"]["maxReplicas"] = so["spec"].pop("maxReplicaCount")  # HPA spelling, wrong here
-    with pytest.raises(ManifestInvalid, match=r"'maxReplicas' was unexpected"):
-        validate_keda(so)
-
-
-def test_broken_triggerauthentication_fails() -> None:
-    auth = find(render("base"), "TriggerAuthentication", "video-rabbitmq-management")
-    del auth["spec"]["secretTargetRef"][0]["key"]
-    with pytest.raises(ManifestInvalid, match=r"'key' is a required property"):
-        validate_keda(auth)
+@pytest.mark.parametrize(("target", "corrupt", "error"), BROKEN)
+def test_broken_object_fails_validation(
+    target: tuple[str, str, str], corrupt: Callable[[Manifest], object], error: str
+) -> None:
+    kustomization, kind, name = target
+    manifest = find(render(kustomization), kind, name)
+    corrupt(manifest)
+    with pytest.raises(ManifestInvalid, match=error):
+        validate_any(manifest)

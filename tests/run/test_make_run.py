@@ -48,9 +48,7 @@ class MakeRun:
 
 @pytest.fixture
 async def make_run(
-    settings_env: dict[str, str],
-    database: str,
-    bucket: str,
+    platform_env: dict[str, str],
     declared_topology: Topology,
     amqp: AbstractRobustConnection,
     tmp_path: Path,
@@ -58,7 +56,7 @@ async def make_run(
     ports = Ports()
     env = {
         # As from a terminal: not a sub-make of `make test`.
-        **{k: v for k, v in settings_env.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
+        **{k: v for k, v in platform_env.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
         **ports.env(),
         "VIDEO_WORKER__RUNGS": "[240, 160]",
         "VIDEO_WORKER__X264_PRESET": "slow",  # still encoding when Ctrl-C comes

@@ -115,8 +115,7 @@ async def db(database: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def api_env(
-    settings_env: dict[str, str],
-    bucket: str,
+    platform_env: dict[str, str],
     declared_topology: Topology,
     amqp: AbstractRobustConnection,
 ) -> AsyncIterator[dict[str, str]]:
@@ -124,7 +123,7 @@ async def api_env(
     here) are purged afterwards."""
     port = free_port()
     yield {
-        **settings_env,
+        **platform_env,
         "VIDEO_SERVER__PORT": str(port),
         "VIDEO_SERVER__PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "VIDEO_SERVER__OUTBOX_POLL_INTERVAL": "0.2",

@@ -9,52 +9,43 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from shared import keys
-from shared.s3 import s3_client
 from shared.settings import Settings
+from tests.store import Store
 from tests.worker.support import RunningWorker, Uploader, WorkerFactory
 from tests.worker.worker_process import WorkerProcess, WorkerProcessFactory
 from transcode_service.handlers import Deps
 from transcode_service.main import run
 from transcode_service.metrics import Metrics
 
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
-
 # Connecting to the broker and S3 and declaring the topology, on a busy machine.
 START_WITHIN = 120.0
 
 
 @pytest.fixture(scope="session")
-async def s3(settings: Settings, bucket: str) -> AsyncIterator[S3Client]:
-    async with s3_client(settings.s3) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def deps(settings: Settings, s3: S3Client, bucket: str) -> Deps:
+def deps(settings: Settings, store: Store) -> Deps:
     return Deps(
         settings=settings.worker,
-        s3=s3,
-        bucket=bucket,
+        s3=store.s3,
+        bucket=store.bucket,
         upload_semaphore=asyncio.Semaphore(settings.worker.upload_concurrency),
         metrics=Metrics(),
     )
 
 
 @pytest.fixture(scope="session")
-def upload_source(s3: S3Client, bucket: str) -> Uploader:
+def upload_source(store: Store) -> Uploader:
     """Put a local file under a fresh key of the video's raw/ prefix, as the API would, and
     return the key."""
 
     async def upload(path: Path, video_id: int) -> str:
         key = keys.raw_key(video_id, path.suffix or ".bin")
         with path.open("rb") as body:
-            await s3.put_object(Bucket=bucket, Key=key, Body=body)
+            await store.put(key, body)
         return key
 
     return upload

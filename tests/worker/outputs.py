@@ -6,26 +6,23 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import m3u8
 
 from shared import keys
 from shared.messages import TranscodeSucceeded
 from tests.media import ffprobe
-from tests.worker.support import download_tree
+from tests.store import Store
 from transcode_service.handlers import Deps
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
 
 
 def with_rungs(deps: Deps, rungs: list[int]) -> Deps:
     return dataclasses.replace(deps, settings=deps.settings.model_copy(update={"rungs": rungs}))
 
 
-async def fetch_outputs(s3: S3Client, bucket: str, video_id: int, dest: Path) -> Path:
-    return await download_tree(s3, bucket, keys.processed_prefix(video_id), dest)
+async def fetch_outputs(store: Store, video_id: int, dest: Path) -> Path:
+    return await store.download_tree(keys.processed_prefix(video_id), dest)
 
 
 def video_stream(info: dict[str, Any]) -> dict[str, Any]:
@@ -33,10 +30,10 @@ def video_stream(info: dict[str, Any]) -> dict[str, Any]:
 
 
 async def check_outputs(
-    s3: S3Client, bucket: str, event: TranscodeSucceeded, tmp_path: Path, *, audio: bool
+    store: Store, event: TranscodeSucceeded, tmp_path: Path, *, audio: bool
 ) -> Path:
     """Master playlist parsed; every variant and segment present; sizes as announced."""
-    out = await fetch_outputs(s3, bucket, event.video_id, tmp_path / "out")
+    out = await fetch_outputs(store, event.video_id, tmp_path / "out")
     master = m3u8.load(str(out / "master.m3u8"))
     assert master.is_variant
     assert [p.uri for p in master.playlists] == [

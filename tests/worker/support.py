@@ -15,8 +15,8 @@ import aiohttp
 
 from harness.metrics import metric_value
 from harness.polling import eventually
-from harness.storage import list_keys
 from shared.messages import CoverJob, TranscodeJob
+from tests.store import Store
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -50,15 +50,9 @@ async def uploaded_job(kind: type[JobT], upload_source: Uploader, source: Path) 
 
 
 async def download_tree(s3: S3Client, bucket: str, prefix: str, dest: Path) -> Path:
-    """Copy every object under ``prefix`` into ``dest`` (keeping the layout)."""
-    for key in await list_keys(s3, bucket, prefix):
-        target = dest / key[len(prefix) :]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        response = await s3.get_object(Bucket=bucket, Key=key)
-        async with response["Body"] as body:
-            data = await body.read()
-        target.write_bytes(data)
-    return dest
+    """``Store.download_tree`` for the callers that still hold the client and the bucket
+    apart (test_byte_ranges.py)."""
+    return await Store(s3, bucket).download_tree(prefix, dest)
 
 
 @dataclass

@@ -13,14 +13,13 @@ import uuid
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import m3u8
 import pytest
 
 from harness.broker import Broker, EventListener
 from harness.metrics import metric_value
-from harness.storage import list_keys
 from shared import keys
 from shared.messages import (
     ChunkJob,
@@ -35,12 +34,12 @@ from shared.messages import (
 )
 from shared.settings import WorkerSettings
 from tests.media import make_video
+from tests.store import Store
 from tests.worker.media_infos import info as media_info
 from tests.worker.support import (
     RunningWorker,
     Uploader,
     WorkerFactory,
-    download_tree,
     new_video_id,
 )
 from tests.worker.worker_process import WorkerProcessFactory
@@ -57,9 +56,6 @@ from transcode_service.errors import PermanentError
 from transcode_service.handlers import Deps
 from transcode_service.ladder import EncodedAudio, build_ladder_args, plan_ladder
 from transcode_service.probe import probe
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
 
 FPS = 25
 SOURCE_SECONDS = 36
@@ -217,15 +213,15 @@ def _window_loudness(playlist: Path, window: float = 0.005) -> dict[float, float
     }
 
 
-async def verify_stitched(s3: S3Client, bucket: str, video_id: int, dest: Path) -> set[str]:
+async def verify_stitched(store: Store, video_id: int, dest: Path) -> set[str]:
     """The stitched output of a 36 s clip in two rungs, as a player sees it; returns the
     stored keys of the video."""
     # The stitched output, as a player sees it.
     prefix = keys.processed_prefix(video_id)
-    local = await download_tree(s3, bucket, prefix, dest)
+    local = await store.download_tree(prefix, dest)
     master = m3u8.load(str(local / "master.m3u8"))
     assert master.is_variant and len(master.playlists) == 2
-    stored = set(await list_keys(s3, bucket, prefix))
+    stored = set(await store.keys(prefix))
     for variant in master.playlists:
         playlist = m3u8.load(str(local / variant.uri))
         assert playlist.is_endlist and playlist.media_sequence == 0
@@ -289,8 +285,7 @@ async def test_long_clip_goes_online_through_chunks_on_two_workers(
     broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
-    s3: S3Client,
-    bucket: str,
+    store: Store,
     tmp_path: Path,
 ) -> None:
     workers = [
@@ -322,7 +317,7 @@ async def test_long_clip_goes_online_through_chunks_on_two_workers(
     assert sum(runs) == 3, runs
     assert all(r >= 1 for r in runs), f"one worker ran every chunk: {runs}"
 
-    stored = await verify_stitched(s3, bucket, video_id, tmp_path / "out")
+    stored = await verify_stitched(store, video_id, tmp_path / "out")
     prefix = keys.processed_prefix(video_id)
     # The audio pieces were removed once the video was stitched; the done and final objects
     # stay for late copies of a chunk.
@@ -362,7 +357,7 @@ async def test_long_clip_goes_online_through_chunks_on_two_workers(
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("the redelivered chunk was not acked as a duplicate")
-    assert set(await list_keys(s3, bucket, prefix)) == stored
+    assert set(await store.keys(prefix)) == stored
     assert not again.of(job.job_id)
 
 
@@ -400,7 +395,7 @@ async def test_chunk_of_a_deleted_video_fails_with_a_reason(
 
 
 async def test_video_deleted_mid_chunk_leaves_no_segments_behind(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "long.mp4", width=64, height=36, duration=24, fps=FPS)
     video_id = new_video_id()
@@ -412,12 +407,12 @@ async def test_video_deleted_mid_chunk_leaves_no_segments_behind(
 
     async def delete_the_video(percent: float) -> None:
         # What the API's delete does, while ffmpeg encodes: the upload and the outputs so far.
-        await s3.delete_object(Bucket=bucket, Key=source_key)
+        await store.delete(source_key)
 
     settings = deps.settings.model_copy(update={"segment_seconds": 6})
     with pytest.raises(PermanentError, match="chunk 1 of 2: the video was deleted"):
         await handle_chunk(chunk, replace(deps, settings=settings), delete_the_video)
-    assert await list_keys(s3, bucket, keys.processed_prefix(video_id)) == []
+    assert await store.keys(keys.processed_prefix(video_id)) == []
 
 
 def test_should_chunk_needs_the_threshold() -> None:
@@ -442,8 +437,7 @@ async def test_worker_killed_mid_chunk_does_not_change_the_result(
     broker: Broker,
     spawn_chunking: WorkerProcessFactory,
     upload_source: Uploader,
-    s3: S3Client,
-    bucket: str,
+    store: Store,
     tmp_path: Path,
 ) -> None:
     source = make_video(
@@ -467,7 +461,7 @@ async def test_worker_killed_mid_chunk_does_not_change_the_result(
     results = events.of(job.job_id, "transcode_succeeded")
     assert all(r == results[0] for r in results)
     assert not doomed.find(lambda r: r["event"] == "chunked video stitched")
-    stored = await verify_stitched(s3, bucket, job.video_id, tmp_path / "out")
+    stored = await verify_stitched(store, job.video_id, tmp_path / "out")
     segments = [k for k in stored if k.endswith(".ts")]
     assert len(segments) == 2 * 6  # two rungs, six segments each: none doubled
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -14,7 +13,6 @@ import structlog
 
 from harness.broker import Broker
 from harness.metrics import metric_value
-from harness.storage import list_keys
 from shared import keys
 from shared.messages import (
     CoverJob,
@@ -26,11 +24,9 @@ from shared.messages import (
 )
 from shared.topology import HEADER_FAILURE_REASON
 from tests.media import make_video
+from tests.store import Store
 from tests.worker.bad_inputs import BAD_INPUTS
 from tests.worker.support import Uploader, WorkerFactory, new_video_id, uploaded_job
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
 
 
 async def test_cover_and_transcode_jobs_end_in_events(
@@ -100,8 +96,7 @@ async def test_job_for_another_videos_upload_is_rejected(
     broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
-    s3: S3Client,
-    bucket: str,
+    store: Store,
     tmp_path: Path,
 ) -> None:
     # Whoever can publish a job must not get video A's upload encoded into video B's outputs.
@@ -123,7 +118,7 @@ async def test_job_for_another_videos_upload_is_rejected(
             assert isinstance(event, TranscodeFailed)
             assert event.permanent and event.job_kind == job.kind
             assert f"not an upload of video {other}" in event.reason
-    assert await list_keys(s3, bucket, keys.processed_prefix(other)) == []
+    assert await store.keys(keys.processed_prefix(other)) == []
     text = await worker.settled_metrics()
     assert metric_value(text, "video_worker_retries_total") == 0
 

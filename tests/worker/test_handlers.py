@@ -6,23 +6,19 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import m3u8
 import pytest
 
-from harness.storage import list_keys
 from shared import keys
 from shared.messages import CoverJob, TranscodeJob, TranscodeSucceeded
 from tests.media import ffprobe, make_video
+from tests.store import Store
 from tests.worker.bad_inputs import BAD_INPUTS
 from tests.worker.outputs import check_outputs, fetch_outputs, video_stream, with_rungs
 from tests.worker.support import Uploader, new_video_id, uploaded_job
 from transcode_service.errors import PermanentError
 from transcode_service.handlers import Deps, JobTimings, handle_cover, handle_transcode
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
 
 
 async def transcode(deps: Deps, upload_source: Uploader, source: Path) -> TranscodeSucceeded:
@@ -41,7 +37,7 @@ async def transcode(deps: Deps, upload_source: Uploader, source: Path) -> Transc
 
 
 async def test_default_ladder_720p_source(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "in.mp4", width=1280, height=720, duration=2)
     event = await transcode(deps, upload_source, source)
@@ -57,31 +53,29 @@ async def test_default_ladder_720p_source(
     assert event.source_size == source.stat().st_size
     bandwidths = [r.bandwidth for r in event.renditions]
     assert bandwidths == sorted(bandwidths, reverse=True)
-    await check_outputs(s3, bucket, event, tmp_path, audio=True)
-    head = await s3.head_object(Bucket=bucket, Key=keys.rendition_playlist_key(event.video_id, 720))
+    await check_outputs(store, event, tmp_path, audio=True)
+    head = await store.head(keys.rendition_playlist_key(event.video_id, 720))
     assert head["ContentType"] == "application/vnd.apple.mpegurl"
     segment = next(
-        k
-        for k in await list_keys(s3, bucket, keys.rendition_dir(event.video_id, 720))
-        if k.endswith(".ts")
+        k for k in await store.keys(keys.rendition_dir(event.video_id, 720)) if k.endswith(".ts")
     )
-    head = await s3.head_object(Bucket=bucket, Key=segment)
+    head = await store.head(segment)
     assert head["ContentType"] == "video/mp2t"
     assert "max-age" in head["CacheControl"]
 
 
 async def test_480p_source_is_not_upscaled(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "in.mp4", width=854, height=480, duration=1)
     event = await transcode(deps, upload_source, source)
     assert [r.quality for r in event.renditions] == ["480p", "360p", "240p"]
     assert max(r.height for r in event.renditions) == 480
-    await check_outputs(s3, bucket, event, tmp_path, audio=True)
+    await check_outputs(store, event, tmp_path, audio=True)
 
 
 async def test_portrait_source(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "in.mp4", width=240, height=320, duration=1)
     event = await transcode(with_rungs(deps, [360, 240, 160]), upload_source, source)
@@ -90,24 +84,24 @@ async def test_portrait_source(
         ("240p", 240, 320),
         ("160p", 160, 214),
     ]
-    await check_outputs(s3, bucket, event, tmp_path, audio=True)
+    await check_outputs(store, event, tmp_path, audio=True)
 
 
 async def test_rotated_source_honours_display_matrix(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     # Stored 320x240 with a 90° display matrix, as phones record: shown as 240x320.
     source = make_video(tmp_path / "in.mp4", width=320, height=240, duration=1, rotate=90)
     event = await transcode(with_rungs(deps, [240, 160]), upload_source, source)
     assert event.width == 240 and event.height == 320
     assert [(r.width, r.height) for r in event.renditions] == [(240, 320), (160, 214)]
-    out = await check_outputs(s3, bucket, event, tmp_path, audio=True)
+    out = await check_outputs(store, event, tmp_path, audio=True)
     video = video_stream(ffprobe(out / "hls_240p" / "240p.m3u8"))
     assert not video.get("side_data_list")  # pixels rotated, no matrix left to apply
 
 
 async def test_odd_dimensions(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(
         tmp_path / "in.mkv", width=321, height=241, duration=1, vcodec="ffv1", audio=False
@@ -115,35 +109,35 @@ async def test_odd_dimensions(
     event = await transcode(with_rungs(deps, [240, 160]), upload_source, source)
     assert [(r.width, r.height) for r in event.renditions] == [(320, 240), (214, 160)]
     assert all(r.width % 2 == 0 and r.height % 2 == 0 for r in event.renditions)
-    await check_outputs(s3, bucket, event, tmp_path, audio=False)
+    await check_outputs(store, event, tmp_path, audio=False)
 
 
 async def test_source_without_audio(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "in.mp4", duration=1, audio=False)
     event = await transcode(with_rungs(deps, [240]), upload_source, source)
-    await check_outputs(s3, bucket, event, tmp_path, audio=False)
+    await check_outputs(store, event, tmp_path, audio=False)
 
 
 async def test_source_below_smallest_rung_gets_own_size(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "in.mp4", width=200, height=150, duration=1)
     event = await transcode(deps, upload_source, source)
     assert [(r.quality, r.width, r.height) for r in event.renditions] == [("150p", 200, 150)]
-    await check_outputs(s3, bucket, event, tmp_path, audio=True)
+    await check_outputs(store, event, tmp_path, audio=True)
 
 
 async def test_frame_rate_capped_and_keyframes_aligned(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "in.mp4", duration=3, fps=90, audio=False)
     fast = dataclasses.replace(
         deps, settings=deps.settings.model_copy(update={"rungs": [240, 160], "segment_seconds": 1})
     )
     event = await transcode(fast, upload_source, source)
-    out = await check_outputs(s3, bucket, event, tmp_path, audio=False)
+    out = await check_outputs(store, event, tmp_path, audio=False)
     durations = []
     for quality in ("240p", "160p"):
         media = m3u8.load(str(out / f"hls_{quality}" / f"{quality}.m3u8"))
@@ -157,15 +151,15 @@ async def test_frame_rate_capped_and_keyframes_aligned(
 
 
 async def test_same_job_twice_gives_same_keys(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "in.mp4", duration=1)
     job = await uploaded_job(TranscodeJob, upload_source, source)
     small = with_rungs(deps, [240, 160])
     first = await handle_transcode(job, small)
-    keys_after_first = await list_keys(s3, bucket, keys.processed_prefix(job.video_id))
+    keys_after_first = await store.keys(keys.processed_prefix(job.video_id))
     second = await handle_transcode(job, small)
-    assert await list_keys(s3, bucket, keys.processed_prefix(job.video_id)) == keys_after_first
+    assert await store.keys(keys.processed_prefix(job.video_id)) == keys_after_first
     strip = {"created_at"}
     assert first.model_dump(exclude=strip) == second.model_dump(exclude=strip)
 
@@ -176,8 +170,7 @@ async def test_same_job_twice_gives_same_keys(
 async def test_cover(
     deps: Deps,
     upload_source: Uploader,
-    s3: S3Client,
-    bucket: str,
+    store: Store,
     tmp_path: Path,
     size: tuple[int, int],
     expected: tuple[int, int],
@@ -187,9 +180,9 @@ async def test_cover(
     event = await handle_cover(job, deps)
     assert event.cover_key == keys.cover_key(job.video_id)
     assert (event.width, event.height) == size
-    head = await s3.head_object(Bucket=bucket, Key=event.cover_key)
+    head = await store.head(event.cover_key)
     assert head["ContentType"] == "image/jpeg"
-    out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
+    out = await fetch_outputs(store, job.video_id, tmp_path / "out")
     video = video_stream(ffprobe(out / "cover.jpg"))
     assert (video["width"], video["height"]) == expected
 
@@ -205,8 +198,7 @@ async def test_cover(
 async def test_cover_skips_black_intro(
     deps: Deps,
     upload_source: Uploader,
-    s3: S3Client,
-    bucket: str,
+    store: Store,
     tmp_path: Path,
     fade_seconds: float,
     extra_args: list[str],
@@ -219,7 +211,7 @@ async def test_cover_skips_black_intro(
     )
     job = await uploaded_job(CoverJob, upload_source, source)
     await handle_cover(job, deps)
-    out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
+    out = await fetch_outputs(store, job.video_id, tmp_path / "out")
     assert mean_luma(out / "cover.jpg") > 40
 
 
@@ -259,37 +251,37 @@ def keyframe_times(path: Path) -> list[float]:
 
 
 async def test_cover_skips_black_opening_with_a_single_keyframe(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     source = _opening_then_picture(tmp_path / "in.mp4", "black")
     assert keyframe_times(source) == [0.0]  # the cheap keyframe pass can only see black
     job = await uploaded_job(CoverJob, upload_source, source)
     await handle_cover(job, deps)
-    out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
+    out = await fetch_outputs(store, job.video_id, tmp_path / "out")
     assert mean_luma(out / "cover.jpg") > 100  # the picture (about 125), not black (16)
 
 
 async def test_cover_skips_flat_title_card(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     # A grey card as bright as the picture: only the flatness tells them apart.
     source = _opening_then_picture(tmp_path / "in.mp4", "0x808080", seconds=3)
     job = await uploaded_job(CoverJob, upload_source, source)
     await handle_cover(job, deps)
-    out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
+    out = await fetch_outputs(store, job.video_id, tmp_path / "out")
     low, high = luma_spread(out / "cover.jpg")
     assert high - low > 60, (low, high)  # the test picture spans about 40..210
 
 
 async def test_cover_of_an_all_black_video_is_still_made(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(
         tmp_path / "in.mp4", audio=False, extra_output_args=["-vf", "negate,lutyuv=y=16"]
     )
     job = await uploaded_job(CoverJob, upload_source, source)
     await handle_cover(job, deps)
-    out = await fetch_outputs(s3, bucket, job.video_id, tmp_path / "out")
+    out = await fetch_outputs(store, job.video_id, tmp_path / "out")
     assert mean_luma(out / "cover.jpg") < 30
 
 
@@ -367,7 +359,7 @@ async def test_source_key_of_another_video_is_refused_before_download(
 
 
 async def test_interlaced_source_comes_out_progressive(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(
         tmp_path / "in.mp4",
@@ -376,7 +368,7 @@ async def test_interlaced_source_comes_out_progressive(
     )
     assert video_stream(ffprobe(source))["field_order"] == "tt"
     event = await transcode(with_rungs(deps, [240]), upload_source, source)
-    out = await check_outputs(s3, bucket, event, tmp_path, audio=True)
+    out = await check_outputs(store, event, tmp_path, audio=True)
     assert video_stream(ffprobe(out / "hls_240p" / "240p.m3u8")).get("field_order") in (
         None,
         "progressive",

@@ -12,7 +12,6 @@ import dataclasses
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -36,6 +35,7 @@ from tests.media import (
     make_still_podcast,
     make_video,
 )
+from tests.store import Store
 from tests.worker.outputs import check_outputs, with_rungs
 from tests.worker.support import Uploader, WorkerFactory, new_video_id, uploaded_job
 from transcode_service.budget import BudgetExceeded, Watchdog, run_watched
@@ -45,9 +45,6 @@ from transcode_service.ladder import build_ladder_args, plan_ladder
 from transcode_service.probe import probe
 from transcode_service.sandbox import sandbox_for
 from transcode_service.timing import scan
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
 
 BOMB_BOUND = 30.0
 PODCAST_BOUND = 60.0
@@ -123,8 +120,7 @@ async def test_still_picture_podcast_goes_online_quickly_with_moving_progress(
     broker: Broker,
     start_worker: WorkerFactory,
     upload_source: Uploader,
-    s3: S3Client,
-    bucket: str,
+    store: Store,
     tmp_path: Path,
 ) -> None:
     picture = make_picture(tmp_path / "cover.png")
@@ -147,7 +143,7 @@ async def test_still_picture_podcast_goes_online_quickly_with_moving_progress(
     # Progress moves during the run (not 0 % until the end, then 100 %).
     assert percents == sorted(percents)
     assert len([p for p in percents if 0 < p < 100]) >= 3, percents
-    out = await check_outputs(s3, bucket, end, tmp_path, audio=True)
+    out = await check_outputs(store, end, tmp_path, audio=True)
     rendition = end.renditions[0]
     segments = list((out / f"hls_{rendition.quality}").glob("*.ts"))
     # One segment per 6 s of audio, each starting with a keyframe of the picture.
@@ -159,8 +155,7 @@ async def test_stream_without_duration_in_its_header_goes_online(
     kind: str,
     deps: Deps,
     upload_source: Uploader,
-    s3: S3Client,
-    bucket: str,
+    store: Store,
     tmp_path: Path,
 ) -> None:
     source = tmp_path / kind
@@ -182,7 +177,7 @@ async def test_stream_without_duration_in_its_header_goes_online(
     assert isinstance(event, TranscodeSucceeded)
     assert event.duration == pytest.approx(3, abs=0.15)
     assert percents and max(percents) > 90  # progress worked: it needs the real duration
-    await check_outputs(s3, bucket, event, tmp_path, audio=True)
+    await check_outputs(store, event, tmp_path, audio=True)
 
 
 async def test_scan_of_a_stream_without_duration_stops_past_max_duration(

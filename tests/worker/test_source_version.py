@@ -5,32 +5,29 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
 from shared.messages import CoverJob
 from tests.media import make_video
+from tests.store import Store
 from tests.worker.support import Uploader, new_video_id
 from transcode_service.errors import PermanentError
 from transcode_service.handlers import Deps, handle_cover
 
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
-
 
 async def test_overwritten_source_is_not_processed(
-    deps: Deps, upload_source: Uploader, s3: S3Client, bucket: str, tmp_path: Path
+    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
 ) -> None:
     video_id = new_video_id()
     key = await upload_source(make_video(tmp_path / "a.mp4", duration=1.0), video_id)
-    etag = (await s3.head_object(Bucket=bucket, Key=key))["ETag"].strip('"')
+    etag = (await store.head(key))["ETag"].strip('"')
     # The version that was completed is processed...
     await handle_cover(
         CoverJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key, source_etag=etag), deps
     )
     # ...one written over it afterwards is refused.
-    await s3.put_object(Bucket=bucket, Key=key, Body=b"not the completed upload")
+    await store.put(key, b"not the completed upload")
     job = CoverJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key, source_etag=etag)
     with pytest.raises(PermanentError, match="overwritten after its upload was completed"):
         await handle_cover(job, deps)
