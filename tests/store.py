@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.storage import list_keys
+from shared import keys
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,6 +27,14 @@ class Store:
 
     async def put(self, key: str, body: BlobTypeDef) -> None:
         await self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    async def upload_source(self, path: Path, video_id: int) -> str:
+        """Put a local file under a fresh key of the video's raw/ prefix, as the API would, and
+        return the key."""
+        key = keys.raw_key(video_id, path.suffix or ".bin")
+        with path.open("rb") as body:
+            await self.put(key, body)
+        return key
 
     async def read(self, key: str) -> bytes:
         response = await self.s3.get_object(Bucket=self.bucket, Key=key)

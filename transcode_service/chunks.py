@@ -45,8 +45,7 @@ from shared.messages import (
 from shared.settings import WorkerSettings
 from transcode_service import byte_ranges, chunk_audio, handlers, storage
 from transcode_service.budget import Watchdog, cpu_budget, run_watched
-from transcode_service.chunk_plan import ChunkPlan as ChunkPlan  # re-exported
-from transcode_service.chunk_plan import plan_chunks as plan_chunks  # re-exported
+from transcode_service.chunk_plan import ChunkPlan, plan_chunks
 from transcode_service.errors import PermanentError, RetryableError
 from transcode_service.ffmpeg import Progress, check_result
 from transcode_service.handlers import (

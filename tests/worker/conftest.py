@@ -8,15 +8,13 @@ import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared import keys
 from shared.settings import Settings
 from tests.store import Store
-from tests.worker.support import RunningWorker, Uploader, WorkerFactory
+from tests.worker.support import RunningWorker, WorkerFactory
 from tests.worker.worker_process import WorkerProcess, WorkerProcessFactory
 from transcode_service.handlers import Deps
 from transcode_service.main import run
@@ -35,20 +33,6 @@ def deps(settings: Settings, store: Store) -> Deps:
         upload_semaphore=asyncio.Semaphore(settings.worker.upload_concurrency),
         metrics=Metrics(),
     )
-
-
-@pytest.fixture(scope="session")
-def upload_source(store: Store) -> Uploader:
-    """Put a local file under a fresh key of the video's raw/ prefix, as the API would, and
-    return the key."""
-
-    async def upload(path: Path, video_id: int) -> str:
-        key = keys.raw_key(video_id, path.suffix or ".bin")
-        with path.open("rb") as body:
-            await store.put(key, body)
-        return key
-
-    return upload
 
 
 @pytest.fixture

@@ -16,10 +16,9 @@ import aiohttp
 from harness.metrics import metric_value
 from harness.polling import eventually
 from shared.messages import CoverJob, TranscodeJob
-from tests.store import Store
 
 if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+    pass
 
 # Puts a local file under a fresh key of the video's raw/ prefix in the run's bucket and
 # returns the key.
@@ -47,12 +46,6 @@ async def uploaded_job(kind: type[JobT], upload_source: Uploader, source: Path) 
     return kind(
         video_id=video_id, job_id=uuid.uuid4(), source_key=await upload_source(source, video_id)
     )
-
-
-async def download_tree(s3: S3Client, bucket: str, prefix: str, dest: Path) -> Path:
-    """``Store.download_tree`` for the callers that still hold the client and the bucket
-    apart (test_byte_ranges.py)."""
-    return await Store(s3, bucket).download_tree(prefix, dest)
 
 
 @dataclass

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.storage import list_keys
 from shared import keys
 from shared.messages import ChunkJob, chunk_job_id
 from shared.settings import WorkerSettings
 from tests.media import make_video
-from tests.worker.support import Uploader, download_tree, new_video_id
+from tests.store import Store
+from tests.worker.support import new_video_id
 from transcode_service import storage
 from transcode_service.byte_ranges import HEAD_BYTES, plan_ranges
 from transcode_service.chunk_plan import plan_chunks
@@ -26,7 +26,7 @@ from transcode_service.handlers import Deps
 from transcode_service.probe import probe
 
 if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
+    pass
 
 FPS = 25
 SECONDS = 36
@@ -74,16 +74,14 @@ async def test_chunks_of_an_mp4_need_only_their_share(long_mp4: Path) -> None:
     assert await plan_ranges(source, mkv, plans, settings) is None
 
 
-async def test_sparse_download_writes_only_the_ranges(
-    s3: S3Client, bucket: str, upload_source: Uploader, tmp_path: Path
-) -> None:
+async def test_sparse_download_writes_only_the_ranges(store: Store, tmp_path: Path) -> None:
     original = tmp_path / "original.bin"
     original.write_bytes(bytes(range(256)) * 64)  # 16 KiB
-    key = await upload_source(original, new_video_id())
+    key = await store.upload_source(original, new_video_id())
     dest = tmp_path / "sparse"
     size = original.stat().st_size
     fetched = await storage.download_ranges(
-        s3, bucket, key, dest, [(0, 100), (8000, 9000), (16000, size)], size=size
+        store.s3, store.bucket, key, dest, [(0, 100), (8000, 9000), (16000, size)], size=size
     )
     assert fetched == 100 + 1000 + (size - 16000)
     data, want = dest.read_bytes(), original.read_bytes()
@@ -95,9 +93,7 @@ async def test_sparse_download_writes_only_the_ranges(
 
 async def test_a_chunk_encoded_from_its_ranges_has_every_frame(
     deps: Deps,
-    upload_source: Uploader,
-    s3: S3Client,
-    bucket: str,
+    store: Store,
     tmp_path: Path,
     long_mp4: Path,
 ) -> None:
@@ -113,16 +109,16 @@ async def test_a_chunk_encoded_from_its_ranges_has_every_frame(
     parent = uuid.uuid4()
     chunk = ChunkJob(
         video_id=video_id, job_id=chunk_job_id(parent, 2),
-        source_key=await upload_source(source, video_id), parent_job_id=parent,
+        source_key=await store.upload_source(source, video_id), parent_job_id=parent,
         index=2, count=6, start=24.0, duration=12.0, total_duration=info.duration,
         segment_seconds=6, first_segment=4, rungs=[180], source_size=source.stat().st_size,
         byte_ranges=ranges[2],
     )  # fmt: skip
     await handle_chunk(chunk, replace(deps, settings=settings))
     prefix = keys.rendition_dir(video_id, 180)
-    names = sorted(k.rsplit("/", 1)[-1] for k in await list_keys(s3, bucket, prefix))
+    names = sorted(k.rsplit("/", 1)[-1] for k in await store.keys(prefix))
     assert names == ["180p_00004.ts", "180p_00005.ts"]
-    local = await download_tree(s3, bucket, prefix, tmp_path / "out")
+    local = await store.download_tree(prefix, tmp_path / "out")
     listing = local / "chunk.m3u8"
     listing.write_text("".join(f"#EXTINF:6,\n{n}\n" for n in names) + "#EXT-X-ENDLIST\n")
     listing.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:6\n" + listing.read_text())

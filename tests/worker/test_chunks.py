@@ -44,12 +44,11 @@ from tests.worker.support import (
 )
 from tests.worker.worker_process import WorkerProcessFactory
 from transcode_service.chunk_audio import encode_pieces
+from transcode_service.chunk_plan import ChunkPlan, plan_chunks
 from transcode_service.chunks import (
-    ChunkPlan,
     chunk_ladder_args,
     handle_chunk,
     media_playlist,
-    plan_chunks,
     should_chunk,
 )
 from transcode_service.errors import PermanentError
@@ -284,7 +283,6 @@ async def _run_chunked(
 async def test_long_clip_goes_online_through_chunks_on_two_workers(
     broker: Broker,
     start_worker: WorkerFactory,
-    upload_source: Uploader,
     store: Store,
     tmp_path: Path,
 ) -> None:
@@ -294,7 +292,7 @@ async def test_long_clip_goes_online_through_chunks_on_two_workers(
     source = make_video(
         tmp_path / "long.mp4", width=320, height=180, duration=SOURCE_SECONDS, fps=FPS
     )
-    job, events = await _run_chunked(broker, start_worker, upload_source, source)
+    job, events = await _run_chunked(broker, start_worker, store.upload_source, source)
     video_id = job.video_id
     failed = [e for e in events.events if isinstance(e, TranscodeFailed)]
     assert not failed, failed
@@ -364,12 +362,12 @@ async def test_long_clip_goes_online_through_chunks_on_two_workers(
 async def test_short_clip_keeps_the_single_job_path(
     broker: Broker,
     start_worker: WorkerFactory,
-    upload_source: Uploader,
+    store: Store,
     tmp_path: Path,
 ) -> None:
     worker = await start_worker(rungs=[120], **CHUNKED)
     source = make_video(tmp_path / "short.mp4", width=320, height=180, duration=8, fps=FPS)
-    await _run_chunked(broker, start_worker, upload_source, source)
+    await _run_chunked(broker, start_worker, store.upload_source, source)
     text = await worker.settled_metrics()
     assert metric_value(text, LADDER_RUNS, kind="transcode_chunk") == 0
     assert metric_value(text, LADDER_RUNS, kind="transcode") == 1
@@ -395,11 +393,11 @@ async def test_chunk_of_a_deleted_video_fails_with_a_reason(
 
 
 async def test_video_deleted_mid_chunk_leaves_no_segments_behind(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
+    deps: Deps, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "long.mp4", width=64, height=36, duration=24, fps=FPS)
     video_id = new_video_id()
-    source_key = await upload_source(source, video_id)
+    source_key = await store.upload_source(source, video_id)
     chunk = _chunk(
         0, 0.0, 12.0, 0, video_id=video_id, source_key=source_key, count=2,
         total_duration=24.0, rungs=[36], source_size=source.stat().st_size,
@@ -436,7 +434,6 @@ def spawn_chunking(spawn_worker: WorkerProcessFactory) -> WorkerProcessFactory:
 async def test_worker_killed_mid_chunk_does_not_change_the_result(
     broker: Broker,
     spawn_chunking: WorkerProcessFactory,
-    upload_source: Uploader,
     store: Store,
     tmp_path: Path,
 ) -> None:
@@ -445,7 +442,9 @@ async def test_worker_killed_mid_chunk_does_not_change_the_result(
     )
     video_id = new_video_id()
     job = TranscodeJob(
-        video_id=video_id, job_id=uuid.uuid4(), source_key=await upload_source(source, video_id)
+        video_id=video_id,
+        job_id=uuid.uuid4(),
+        source_key=await store.upload_source(source, video_id),
     )
     async with broker.events() as events:
         # The slow preset keeps the doomed worker's chunk running until it is killed.

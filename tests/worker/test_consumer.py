@@ -26,18 +26,18 @@ from shared.topology import HEADER_FAILURE_REASON
 from tests.media import make_video
 from tests.store import Store
 from tests.worker.bad_inputs import BAD_INPUTS
-from tests.worker.support import Uploader, WorkerFactory, new_video_id, uploaded_job
+from tests.worker.support import WorkerFactory, new_video_id, uploaded_job
 
 
 async def test_cover_and_transcode_jobs_end_in_events(
     broker: Broker,
     start_worker: WorkerFactory,
-    upload_source: Uploader,
+    store: Store,
     tmp_path: Path,
 ) -> None:
     worker = await start_worker(rungs=[240, 160], progress_interval=0.2)
     video_id = new_video_id()
-    key = await upload_source(make_video(tmp_path / "in.mp4", duration=4), video_id)
+    key = await store.upload_source(make_video(tmp_path / "in.mp4", duration=4), video_id)
     cover = CoverJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     transcode = TranscodeJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     async with broker.events() as events:
@@ -66,7 +66,7 @@ async def test_cover_and_transcode_jobs_end_in_events(
 async def test_bad_inputs_fail_once_with_reason(
     broker: Broker,
     start_worker: WorkerFactory,
-    upload_source: Uploader,
+    store: Store,
     tmp_path: Path,
 ) -> None:
     worker = await start_worker()
@@ -75,7 +75,7 @@ async def test_bad_inputs_fail_once_with_reason(
         for name, (make, _) in BAD_INPUTS.items():
             (tmp_path / name).mkdir()
             source = make(tmp_path / name)
-            jobs[name] = await uploaded_job(TranscodeJob, upload_source, source)
+            jobs[name] = await uploaded_job(TranscodeJob, store.upload_source, source)
             await broker.publish(jobs[name])
         for name, job in jobs.items():
             event = await events.wait_for(job.job_id, ("transcode_failed", "transcode_succeeded"))
@@ -95,13 +95,12 @@ async def test_bad_inputs_fail_once_with_reason(
 async def test_job_for_another_videos_upload_is_rejected(
     broker: Broker,
     start_worker: WorkerFactory,
-    upload_source: Uploader,
     store: Store,
     tmp_path: Path,
 ) -> None:
     # Whoever can publish a job must not get video A's upload encoded into video B's outputs.
     worker = await start_worker(rungs=[160])
-    victim = await uploaded_job(TranscodeJob, upload_source, make_video(tmp_path / "a.mp4"))
+    victim = await uploaded_job(TranscodeJob, store.upload_source, make_video(tmp_path / "a.mp4"))
     # An id no other test of the run writes outputs for (the API's videos count from 1).
     other = 1_000_000_000 + new_video_id()
     jobs: list[CoverJob | TranscodeJob] = [

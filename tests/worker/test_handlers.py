@@ -36,11 +36,9 @@ async def transcode(deps: Deps, upload_source: Uploader, source: Path) -> Transc
     return event
 
 
-async def test_default_ladder_720p_source(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
-) -> None:
+async def test_default_ladder_720p_source(deps: Deps, store: Store, tmp_path: Path) -> None:
     source = make_video(tmp_path / "in.mp4", width=1280, height=720, duration=2)
-    event = await transcode(deps, upload_source, source)
+    event = await transcode(deps, store.upload_source, source)
     # Default rungs 1080/720/480/360/240: no 1080p for a 720p source.
     assert [(r.quality, r.width, r.height) for r in event.renditions] == [
         ("720p", 1280, 720),
@@ -64,21 +62,17 @@ async def test_default_ladder_720p_source(
     assert "max-age" in head["CacheControl"]
 
 
-async def test_480p_source_is_not_upscaled(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
-) -> None:
+async def test_480p_source_is_not_upscaled(deps: Deps, store: Store, tmp_path: Path) -> None:
     source = make_video(tmp_path / "in.mp4", width=854, height=480, duration=1)
-    event = await transcode(deps, upload_source, source)
+    event = await transcode(deps, store.upload_source, source)
     assert [r.quality for r in event.renditions] == ["480p", "360p", "240p"]
     assert max(r.height for r in event.renditions) == 480
     await check_outputs(store, event, tmp_path, audio=True)
 
 
-async def test_portrait_source(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
-) -> None:
+async def test_portrait_source(deps: Deps, store: Store, tmp_path: Path) -> None:
     source = make_video(tmp_path / "in.mp4", width=240, height=320, duration=1)
-    event = await transcode(with_rungs(deps, [360, 240, 160]), upload_source, source)
+    event = await transcode(with_rungs(deps, [360, 240, 160]), store.upload_source, source)
     # Rungs name the short side: a 240x320 portrait video is "240p" at its full size.
     assert [(r.quality, r.width, r.height) for r in event.renditions] == [
         ("240p", 240, 320),
@@ -88,11 +82,11 @@ async def test_portrait_source(
 
 
 async def test_rotated_source_honours_display_matrix(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
+    deps: Deps, store: Store, tmp_path: Path
 ) -> None:
     # Stored 320x240 with a 90° display matrix, as phones record: shown as 240x320.
     source = make_video(tmp_path / "in.mp4", width=320, height=240, duration=1, rotate=90)
-    event = await transcode(with_rungs(deps, [240, 160]), upload_source, source)
+    event = await transcode(with_rungs(deps, [240, 160]), store.upload_source, source)
     assert event.width == 240 and event.height == 320
     assert [(r.width, r.height) for r in event.renditions] == [(240, 320), (160, 214)]
     out = await check_outputs(store, event, tmp_path, audio=True)
@@ -100,43 +94,39 @@ async def test_rotated_source_honours_display_matrix(
     assert not video.get("side_data_list")  # pixels rotated, no matrix left to apply
 
 
-async def test_odd_dimensions(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
-) -> None:
+async def test_odd_dimensions(deps: Deps, store: Store, tmp_path: Path) -> None:
     source = make_video(
         tmp_path / "in.mkv", width=321, height=241, duration=1, vcodec="ffv1", audio=False
     )
-    event = await transcode(with_rungs(deps, [240, 160]), upload_source, source)
+    event = await transcode(with_rungs(deps, [240, 160]), store.upload_source, source)
     assert [(r.width, r.height) for r in event.renditions] == [(320, 240), (214, 160)]
     assert all(r.width % 2 == 0 and r.height % 2 == 0 for r in event.renditions)
     await check_outputs(store, event, tmp_path, audio=False)
 
 
-async def test_source_without_audio(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
-) -> None:
+async def test_source_without_audio(deps: Deps, store: Store, tmp_path: Path) -> None:
     source = make_video(tmp_path / "in.mp4", duration=1, audio=False)
-    event = await transcode(with_rungs(deps, [240]), upload_source, source)
+    event = await transcode(with_rungs(deps, [240]), store.upload_source, source)
     await check_outputs(store, event, tmp_path, audio=False)
 
 
 async def test_source_below_smallest_rung_gets_own_size(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
+    deps: Deps, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "in.mp4", width=200, height=150, duration=1)
-    event = await transcode(deps, upload_source, source)
+    event = await transcode(deps, store.upload_source, source)
     assert [(r.quality, r.width, r.height) for r in event.renditions] == [("150p", 200, 150)]
     await check_outputs(store, event, tmp_path, audio=True)
 
 
 async def test_frame_rate_capped_and_keyframes_aligned(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
+    deps: Deps, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "in.mp4", duration=3, fps=90, audio=False)
     fast = dataclasses.replace(
         deps, settings=deps.settings.model_copy(update={"rungs": [240, 160], "segment_seconds": 1})
     )
-    event = await transcode(fast, upload_source, source)
+    event = await transcode(fast, store.upload_source, source)
     out = await check_outputs(store, event, tmp_path, audio=False)
     durations = []
     for quality in ("240p", "160p"):
@@ -150,11 +140,9 @@ async def test_frame_rate_capped_and_keyframes_aligned(
     assert durations[0] == durations[1] and len(durations[0]) == 3
 
 
-async def test_same_job_twice_gives_same_keys(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
-) -> None:
+async def test_same_job_twice_gives_same_keys(deps: Deps, store: Store, tmp_path: Path) -> None:
     source = make_video(tmp_path / "in.mp4", duration=1)
-    job = await uploaded_job(TranscodeJob, upload_source, source)
+    job = await uploaded_job(TranscodeJob, store.upload_source, source)
     small = with_rungs(deps, [240, 160])
     first = await handle_transcode(job, small)
     keys_after_first = await store.keys(keys.processed_prefix(job.video_id))
@@ -169,14 +157,13 @@ async def test_same_job_twice_gives_same_keys(
 )
 async def test_cover(
     deps: Deps,
-    upload_source: Uploader,
     store: Store,
     tmp_path: Path,
     size: tuple[int, int],
     expected: tuple[int, int],
 ) -> None:
     source = make_video(tmp_path / "in.mp4", width=size[0], height=size[1], duration=2)
-    job = await uploaded_job(CoverJob, upload_source, source)
+    job = await uploaded_job(CoverJob, store.upload_source, source)
     event = await handle_cover(job, deps)
     assert event.cover_key == keys.cover_key(job.video_id)
     assert (event.width, event.height) == size
@@ -197,7 +184,6 @@ async def test_cover(
 )
 async def test_cover_skips_black_intro(
     deps: Deps,
-    upload_source: Uploader,
     store: Store,
     tmp_path: Path,
     fade_seconds: float,
@@ -209,7 +195,7 @@ async def test_cover_skips_black_intro(
         audio=False,
         extra_output_args=["-vf", f"fade=in:st=0:d={fade_seconds}:color=black", *extra_args],
     )
-    job = await uploaded_job(CoverJob, upload_source, source)
+    job = await uploaded_job(CoverJob, store.upload_source, source)
     await handle_cover(job, deps)
     out = await fetch_outputs(store, job.video_id, tmp_path / "out")
     assert mean_luma(out / "cover.jpg") > 40
@@ -251,22 +237,20 @@ def keyframe_times(path: Path) -> list[float]:
 
 
 async def test_cover_skips_black_opening_with_a_single_keyframe(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
+    deps: Deps, store: Store, tmp_path: Path
 ) -> None:
     source = _opening_then_picture(tmp_path / "in.mp4", "black")
     assert keyframe_times(source) == [0.0]  # the cheap keyframe pass can only see black
-    job = await uploaded_job(CoverJob, upload_source, source)
+    job = await uploaded_job(CoverJob, store.upload_source, source)
     await handle_cover(job, deps)
     out = await fetch_outputs(store, job.video_id, tmp_path / "out")
     assert mean_luma(out / "cover.jpg") > 100  # the picture (about 125), not black (16)
 
 
-async def test_cover_skips_flat_title_card(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
-) -> None:
+async def test_cover_skips_flat_title_card(deps: Deps, store: Store, tmp_path: Path) -> None:
     # A grey card as bright as the picture: only the flatness tells them apart.
     source = _opening_then_picture(tmp_path / "in.mp4", "0x808080", seconds=3)
-    job = await uploaded_job(CoverJob, upload_source, source)
+    job = await uploaded_job(CoverJob, store.upload_source, source)
     await handle_cover(job, deps)
     out = await fetch_outputs(store, job.video_id, tmp_path / "out")
     low, high = luma_spread(out / "cover.jpg")
@@ -274,12 +258,12 @@ async def test_cover_skips_flat_title_card(
 
 
 async def test_cover_of_an_all_black_video_is_still_made(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
+    deps: Deps, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(
         tmp_path / "in.mp4", audio=False, extra_output_args=["-vf", "negate,lutyuv=y=16"]
     )
-    job = await uploaded_job(CoverJob, upload_source, source)
+    job = await uploaded_job(CoverJob, store.upload_source, source)
     await handle_cover(job, deps)
     out = await fetch_outputs(store, job.video_id, tmp_path / "out")
     assert mean_luma(out / "cover.jpg") < 30
@@ -328,10 +312,10 @@ def mean_luma(path: Path) -> float:
 
 @pytest.mark.parametrize("name", sorted(BAD_INPUTS))
 async def test_bad_input_is_permanent_failure(
-    deps: Deps, upload_source: Uploader, tmp_path: Path, name: str
+    deps: Deps, store: Store, tmp_path: Path, name: str
 ) -> None:
     make, reason = BAD_INPUTS[name]
-    job = await uploaded_job(TranscodeJob, upload_source, make(tmp_path))
+    job = await uploaded_job(TranscodeJob, store.upload_source, make(tmp_path))
     with pytest.raises(PermanentError, match=reason):
         await handle_transcode(job, deps)
 
@@ -347,9 +331,9 @@ async def test_missing_source_is_permanent_failure(deps: Deps) -> None:
 
 @pytest.mark.parametrize("kind", [CoverJob, TranscodeJob])
 async def test_source_key_of_another_video_is_refused_before_download(
-    deps: Deps, upload_source: Uploader, tmp_path: Path, kind: type[CoverJob | TranscodeJob]
+    deps: Deps, store: Store, tmp_path: Path, kind: type[CoverJob | TranscodeJob]
 ) -> None:
-    other = await uploaded_job(TranscodeJob, upload_source, make_video(tmp_path / "in.mp4"))
+    other = await uploaded_job(TranscodeJob, store.upload_source, make_video(tmp_path / "in.mp4"))
     job = kind(video_id=new_video_id(), job_id=uuid.uuid4(), source_key=other.source_key)
     timings = JobTimings()
     handler = handle_cover if isinstance(job, CoverJob) else handle_transcode
@@ -359,7 +343,7 @@ async def test_source_key_of_another_video_is_refused_before_download(
 
 
 async def test_interlaced_source_comes_out_progressive(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
+    deps: Deps, store: Store, tmp_path: Path
 ) -> None:
     source = make_video(
         tmp_path / "in.mp4",
@@ -367,7 +351,7 @@ async def test_interlaced_source_comes_out_progressive(
         extra_output_args=["-flags", "+ildct+ilme", "-top", "1"],
     )
     assert video_stream(ffprobe(source))["field_order"] == "tt"
-    event = await transcode(with_rungs(deps, [240]), upload_source, source)
+    event = await transcode(with_rungs(deps, [240]), store.upload_source, source)
     out = await check_outputs(store, event, tmp_path, audio=True)
     assert video_stream(ffprobe(out / "hls_240p" / "240p.m3u8")).get("field_order") in (
         None,

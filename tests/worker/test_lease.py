@@ -22,7 +22,8 @@ from harness.polling import eventually
 from shared.messages import TranscodeJob, TranscodeSucceeded
 from shared.settings import Settings
 from tests.media import make_video
-from tests.worker.support import Uploader, WorkerFactory, uploaded_job
+from tests.store import Store
+from tests.worker.support import WorkerFactory, uploaded_job
 from transcode_service.lease import LeaseManager
 
 # The broker notices the timed-out delivery on a channel tick and the copy goes round a
@@ -81,12 +82,12 @@ def short_consumer_timeout() -> Iterator[None]:
 async def test_long_job_is_not_processed_twice_after_consumer_timeout(
     broker: Broker,
     start_worker: WorkerFactory,
-    upload_source: Uploader,
+    store: Store,
     tmp_path: Path,
     short_consumer_timeout: None,
 ) -> None:
     source = make_video(tmp_path / "in.mp4", width=854, height=480, duration=8)
-    job = await uploaded_job(TranscodeJob, upload_source, source)
+    job = await uploaded_job(TranscodeJob, store.upload_source, source)
     # Two workers (two connections): the redelivered copy may reach the one holding the
     # lease (same connection: in-process check) or the other (RESOURCE_LOCKED). A slow preset
     # on one thread keeps the ladder running well past the 2 s timeout even on an idle

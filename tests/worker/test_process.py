@@ -24,8 +24,9 @@ from shared.messages import TranscodeJob, TranscodeSucceeded
 from shared.settings import Settings
 from shared.topology import Topology, delete_topology
 from tests.media import make_video
+from tests.store import Store
 from tests.worker.processes import pid_alive, pids_with_arg
-from tests.worker.support import Uploader, uploaded_job
+from tests.worker.support import uploaded_job
 from tests.worker.worker_process import (
     WAIT_WITHIN,
     LogRecord,
@@ -54,12 +55,12 @@ LadderStarter = Callable[..., contextlib.AbstractAsyncContextManager[MidLadder]]
 
 
 @pytest.fixture
-def new_job(upload_source: Uploader, tmp_path: Path) -> JobMaker:
+def new_job(store: Store, tmp_path: Path) -> JobMaker:
     """A transcode job of a fresh clip of the given seconds, uploaded as the API would."""
 
     async def make(duration: float) -> TranscodeJob:
         source = make_video(tmp_path / f"{uuid.uuid4()}.mp4", duration=duration)
-        return await uploaded_job(TranscodeJob, upload_source, source)
+        return await uploaded_job(TranscodeJob, store.upload_source, source)
 
     return make
 

@@ -11,7 +11,8 @@ from aio_pika.abc import AbstractRobustConnection
 from harness.broker import Broker
 from shared.messages import CoverJob, CoverReady, TranscodeJob, TranscodeSucceeded
 from tests.media import make_video
-from tests.worker.support import Uploader, WorkerFactory, new_video_id
+from tests.store import Store
+from tests.worker.support import WorkerFactory, new_video_id
 
 
 async def _depth(amqp: AbstractRobustConnection, name: str) -> tuple[int, int]:
@@ -28,11 +29,11 @@ async def _depth(amqp: AbstractRobustConnection, name: str) -> tuple[int, int]:
 async def test_cover_only_worker_leaves_transcodes_to_transcode_workers(
     broker: Broker,
     start_worker: WorkerFactory,
-    upload_source: Uploader,
+    store: Store,
     tmp_path: Path,
 ) -> None:
     video_id = new_video_id()
-    key = await upload_source(make_video(tmp_path / "in.mp4", duration=2), video_id)
+    key = await store.upload_source(make_video(tmp_path / "in.mp4", duration=2), video_id)
     transcode = TranscodeJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     cover = CoverJob(video_id=video_id, job_id=uuid.uuid4(), source_key=key)
     async with broker.events() as events:

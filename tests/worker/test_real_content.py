@@ -89,7 +89,7 @@ async def run_job(
 async def test_frame_rate_bomb_fails_fast_with_a_reason(
     broker: Broker,
     start_worker: WorkerFactory,
-    upload_source: Uploader,
+    store: Store,
     tmp_path: Path,
 ) -> None:
     bomb = make_frame_rate_bomb(tmp_path / "bomb.mkv")
@@ -101,7 +101,7 @@ async def test_frame_rate_bomb_fails_fast_with_a_reason(
     assert float(header["format"]["duration"]) == pytest.approx(21500, abs=1)
 
     worker = await start_worker(transcode_concurrency=1)
-    end, _, took = await run_job(broker, upload_source, bomb, BOMB_BOUND)
+    end, _, took = await run_job(broker, store.upload_source, bomb, BOMB_BOUND)
     await worker.settled_metrics()  # deliveries settled before the worker stops
     print(f"frame-rate bomb: terminal after {took:.1f} s")
     assert isinstance(end, TranscodeFailed)
@@ -119,7 +119,6 @@ async def test_still_picture_podcast_goes_online_quickly_with_moving_progress(
     kind: str,
     broker: Broker,
     start_worker: WorkerFactory,
-    upload_source: Uploader,
     store: Store,
     tmp_path: Path,
 ) -> None:
@@ -134,7 +133,7 @@ async def test_still_picture_podcast_goes_online_quickly_with_moving_progress(
         make_still_podcast(source, picture, duration=PODCAST_SECONDS)
 
     worker = await start_worker(progress_interval=0.5)
-    end, percents, took = await run_job(broker, upload_source, source, PODCAST_BOUND)
+    end, percents, took = await run_job(broker, store.upload_source, source, PODCAST_BOUND)
     await worker.settled_metrics()  # deliveries settled before the worker stops
     print(f"{kind}: online after {took:.1f} s; progress {percents}")
     assert isinstance(end, TranscodeSucceeded), end
@@ -154,7 +153,6 @@ async def test_still_picture_podcast_goes_online_quickly_with_moving_progress(
 async def test_stream_without_duration_in_its_header_goes_online(
     kind: str,
     deps: Deps,
-    upload_source: Uploader,
     store: Store,
     tmp_path: Path,
 ) -> None:
@@ -167,7 +165,7 @@ async def test_stream_without_duration_in_its_header_goes_online(
     if not kind.startswith("fragmented"):
         # Written to a pipe: the muxer could not go back to write the duration.
         assert "duration" not in header["format"]
-    job = await uploaded_job(TranscodeJob, upload_source, source)
+    job = await uploaded_job(TranscodeJob, store.upload_source, source)
     percents: list[float] = []
 
     async def on_progress(percent: float) -> None:
@@ -181,11 +179,11 @@ async def test_stream_without_duration_in_its_header_goes_online(
 
 
 async def test_scan_of_a_stream_without_duration_stops_past_max_duration(
-    deps: Deps, upload_source: Uploader, tmp_path: Path
+    deps: Deps, store: Store, tmp_path: Path
 ) -> None:
     source = make_piped_recording(tmp_path / "long.mkv", container="matroska", duration=60)
     assert "duration" not in ffprobe(source)["format"]
-    job = await uploaded_job(TranscodeJob, upload_source, source)
+    job = await uploaded_job(TranscodeJob, store.upload_source, source)
     short = dataclasses.replace(
         deps, settings=deps.settings.model_copy(update={"max_duration": 5.0})
     )
@@ -197,10 +195,10 @@ async def test_scan_of_a_stream_without_duration_stops_past_max_duration(
 
 
 async def test_cover_of_a_recording_without_duration(
-    deps: Deps, upload_source: Uploader, tmp_path: Path
+    deps: Deps, store: Store, tmp_path: Path
 ) -> None:
     source = make_piped_recording(tmp_path / "rec.webm")
-    job = await uploaded_job(CoverJob, upload_source, source)
+    job = await uploaded_job(CoverJob, store.upload_source, source)
     ready = await handle_cover(job, deps)
     assert ready.duration == pytest.approx(3, abs=0.15)
 

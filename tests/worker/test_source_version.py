@@ -11,16 +11,16 @@ import pytest
 from shared.messages import CoverJob
 from tests.media import make_video
 from tests.store import Store
-from tests.worker.support import Uploader, new_video_id
+from tests.worker.support import new_video_id
 from transcode_service.errors import PermanentError
 from transcode_service.handlers import Deps, handle_cover
 
 
 async def test_overwritten_source_is_not_processed(
-    deps: Deps, upload_source: Uploader, store: Store, tmp_path: Path
+    deps: Deps, store: Store, tmp_path: Path
 ) -> None:
     video_id = new_video_id()
-    key = await upload_source(make_video(tmp_path / "a.mp4", duration=1.0), video_id)
+    key = await store.upload_source(make_video(tmp_path / "a.mp4", duration=1.0), video_id)
     etag = (await store.head(key))["ETag"].strip('"')
     # The version that was completed is processed...
     await handle_cover(
