@@ -67,8 +67,8 @@ class Snapshot:
         return f"{self.status.value}.{round(self.progress, 1)}.{cover}"
 
 
-# Request key: the stream's token was issued to the video's owner.
-_OWNER = "events_token_owner"
+# Set when the stream's token was issued to the video's owner.
+_OWNER = web.RequestKey("events_token_owner", bool)
 
 
 async def _snapshot(request: web.Request, video_id: int) -> Snapshot | None:
@@ -114,7 +114,7 @@ async def _changes(
     ):
         events.append(("progress", {"status": now.status.value, "progress": now.progress}))
     if now.final:
-        video = await _whole_video(request, video_id, bool(request.get(_OWNER, False)))
+        video = await _whole_video(request, video_id, request.get(_OWNER, False))
         if video is None:
             events.append(("deleted", {"id": video_id}))
         else:
