@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,8 +50,16 @@ async def replicas(
     await second.client.close()
 
 
+# Client addresses never given twice in a run: the counters live in the run's database, and a
+# random pick among 250 once handed a test the address another test had flooded.
+_CLIENTS = itertools.chain(
+    ipaddress.ip_network("198.51.100.0/24").hosts(), ipaddress.ip_network("203.0.113.0/24").hosts()
+)
+
+
 def _address() -> str:
-    return f"198.51.100.{uuid.uuid4().int % 250 + 1}, 10.{uuid.uuid4().int % 250}.0.1"
+    """A fresh client address behind a proxy (the proxy hop varies too, and must not matter)."""
+    return f"{next(_CLIENTS)}, 10.{uuid.uuid4().int % 250}.0.1"
 
 
 def _from(address: str) -> dict[str, str]:
