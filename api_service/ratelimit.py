@@ -11,14 +11,17 @@ none of which this project runs; the database is already the one source of share
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
+import random
 import time
 from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api_service.context import SESSIONS, SETTINGS
@@ -63,25 +66,54 @@ class RateLimited(ApiError):
         )
 
 
+# InnoDB error codes after which the statement's transaction was rolled back and can simply
+# be run again: deadlock, lock wait timeout. Bursts of new windows hit them (gap locks).
+_LOCK_CONFLICTS = frozenset({1213, 1205})
+_HIT_ATTEMPTS = 5
+
+
+def _is_lock_conflict(exc: DBAPIError) -> bool:
+    args: tuple[object, ...] = getattr(exc.orig, "args", ())
+    return bool(args) and args[0] in _LOCK_CONFLICTS
+
+
 async def count_hit(
     sessions: async_sessionmaker[AsyncSession], limit: Limit, subject: str, now: float
 ) -> tuple[int, int]:
     """Count one hit; returns (hits in the current window, seconds until it ends)."""
     window_start = int(now // limit.window) * limit.window
     window_end = window_start + limit.window
-    async with sessions() as session, session.begin():
-        result = await session.execute(
-            _HIT,
-            {
-                "bucket": bucket_key(limit, subject),
-                "window_start": window_start,
-                "expires_at": window_end,
-            },
-        )
-        hits = int(result.lastrowid)  # type: ignore[attr-defined]
-        if hits == 1:
-            await session.execute(_SWEEP, {"now": int(now), "batch": _SWEEP_BATCH})
+    params = {
+        "bucket": bucket_key(limit, subject),
+        "window_start": window_start,
+        "expires_at": window_end,
+    }
+    for attempt in range(1, _HIT_ATTEMPTS + 1):
+        try:
+            async with sessions() as session, session.begin():
+                result = await session.execute(_HIT, params)
+                hits = int(result.lastrowid)  # type: ignore[attr-defined]
+            break
+        except DBAPIError as exc:
+            # Rolled back, so nothing was counted: run it again.
+            if not _is_lock_conflict(exc) or attempt == _HIT_ATTEMPTS:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+    if hits == 1:
+        await _sweep(sessions, now)
     return hits, max(1, math.ceil(window_end - now))
+
+
+async def _sweep(sessions: async_sessionmaker[AsyncSession], now: float) -> None:
+    """Housekeeping apart from the count: concurrent sweeps lock the same expired rows, and the
+    loser of such a deadlock leaves the rows to the next window's sweep rather than fail."""
+    try:
+        async with sessions() as session, session.begin():
+            await session.execute(_SWEEP, {"now": int(now), "batch": _SWEEP_BATCH})
+    except DBAPIError as exc:
+        if not _is_lock_conflict(exc):
+            raise
+        log.debug("rate limit sweep skipped", reason=str(exc.orig))
 
 
 async def enforce(request: web.Request, limit: Limit, subject: str, what: str) -> None:
