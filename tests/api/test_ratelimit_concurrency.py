@@ -9,15 +9,16 @@ import asyncio
 import time
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api_service.db.engine import make_sessionmaker
 from api_service.ratelimit import Limit, count_hit
 
 BURST = 40
 
 
 async def test_a_burst_of_new_and_shared_windows_counts_every_hit(db: AsyncEngine) -> None:
-    sessions = async_sessionmaker(db, expire_on_commit=False)
+    sessions = make_sessionmaker(db)
     run = uuid.uuid4().hex
     per_subject = Limit(f"burst_subject_{run[:8]}", 5, 3600)
     shared = Limit(f"burst_shared_{run[:8]}", 5, 3600)
