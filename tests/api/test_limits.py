@@ -58,8 +58,10 @@ _CLIENTS = itertools.chain(
 
 
 def _address() -> str:
-    """A fresh client address behind a proxy (the proxy hop varies too, and must not matter)."""
-    return f"{next(_CLIENTS)}, 10.{uuid.uuid4().int % 250}.0.1"
+    """X-Forwarded-For from a fresh client behind the one trusted proxy: the proxy appended the
+    client's address on the right; the entry on the left is what the client claimed (forgeable,
+    so it varies and must not matter)."""
+    return f"10.{uuid.uuid4().int % 250}.0.1, {next(_CLIENTS)}"
 
 
 def _from(address: str) -> dict[str, str]:
@@ -94,14 +96,15 @@ async def _assert_429(resp: ClientResponse, code: str, within: int) -> dict[str,
 
 async def test_login_flood_gets_429_across_replicas(replicas: Replicas) -> None:
     victim = await _register(replicas[0], _address())
-    attacker = _address()
+    attacker = _address().split(", ")[-1]
 
     async def attempt(i: int) -> ClientResponse:
         api = replicas[i % 2]  # half the flood on each replica
         return await api.client.post(
             "/api/v1/users/login",
             json={"email": f"x{i}@example.com", "password": "guess"},
-            headers=_from(attacker),
+            # A new forged entry each time: only the one the trusted proxy appended counts.
+            headers=_from(f"192.0.2.{i}, {attacker}"),
         )
 
     responses = await asyncio.gather(*(attempt(i) for i in range(12)))
