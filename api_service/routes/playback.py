@@ -22,7 +22,7 @@ from api_service.auth.tokens import decode_playback_grant
 from api_service.context import PLAYLIST_CACHE, PRESIGNER, SESSIONS, SETTINGS, STORAGE
 from api_service.db.models import Video, VideoSource
 from api_service.http.errors import ApiError, not_found
-from api_service.http.operations import operation
+from api_service.http.operations import DeclaredHandler, Handler, operation
 from api_service.http.params import video_id_param
 from api_service.playlist_cache import SignedPlaylistCache, window_seconds
 from api_service.presign import open_bulk_presigner
@@ -35,7 +35,6 @@ from shared.status import VideoStatus
 routes = web.RouteTableDef()
 
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
-Handler = Callable[[web.Request], Awaitable[web.Response]]
 _URI_ATTRIBUTE = re.compile(r'URI="([^"]*)"')
 
 
@@ -120,7 +119,7 @@ async def _load(storage: Storage, key: str) -> str:
         raise ApiError(502, "bad_playlist", "playlist is not UTF-8 text") from None
 
 
-def _playlist_operation(summary: str) -> Callable[[Handler], Handler]:
+def _playlist_operation(summary: str) -> Callable[[DeclaredHandler], Handler]:
     return operation(
         summary, "playback", auth="playback", errors=(404,), content_type=PLAYLIST_CONTENT_TYPE
     )

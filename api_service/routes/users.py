@@ -6,12 +6,10 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api_service.auth.current import require_user_id
 from api_service.auth.passwords import hash_password, verify_password
 from api_service.auth.tokens import issue_access_token
 from api_service.context import SESSIONS, SETTINGS
 from api_service.db.models import User
-from api_service.http.body import read_json
 from api_service.http.errors import ApiError, unauthorized
 from api_service.http.operations import operation
 from api_service.http.schemas import (
@@ -34,8 +32,7 @@ routes = web.RouteTableDef()
     response=UserResponse,
     errors=(409, 429),
 )
-async def register(request: web.Request) -> web.Response:
-    body = await read_json(request, RegisterRequest)
+async def register(request: web.Request, body: RegisterRequest) -> web.Response:
     await enforce_auth_attempt(request, body.email)
     password_hash = await hash_password(body.password)
     user = User(nickname=body.nickname, email=body.email.lower(), password_hash=password_hash)
@@ -55,8 +52,7 @@ async def register(request: web.Request) -> web.Response:
     response=TokenResponse,
     errors=(401, 429),
 )
-async def login(request: web.Request) -> web.Response:
-    body = await read_json(request, LoginRequest)
+async def login(request: web.Request, body: LoginRequest) -> web.Response:
     await enforce_auth_attempt(request, body.email)
     async with request.app[SESSIONS]() as session:
         user = await session.scalar(select(User).where(User.email == body.email.lower()))
@@ -71,8 +67,7 @@ async def login(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/me")
 @operation("The calling user", "users", response=UserResponse, auth="bearer")
-async def me(request: web.Request) -> web.Response:
-    user_id = require_user_id(request)
+async def me(request: web.Request, user_id: int) -> web.Response:
     async with request.app[SESSIONS]() as session:
         user = await session.get(User, user_id)
     if user is None:

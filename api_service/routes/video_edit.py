@@ -6,10 +6,8 @@ import structlog
 from aiohttp import web
 from sqlalchemy import select
 
-from api_service.auth.current import require_user_id
 from api_service.context import SESSIONS, SETTINGS, STORAGE
 from api_service.db.models import Video, VideoSource
-from api_service.http.body import read_json
 from api_service.http.errors import not_found
 from api_service.http.operations import operation
 from api_service.http.params import video_id_param
@@ -29,10 +27,10 @@ log = structlog.get_logger(__name__)
     auth="bearer",
     errors=(404,),
 )
-async def update_video(request: web.Request) -> web.Response:
-    user_id = require_user_id(request)
+async def update_video(
+    request: web.Request, user_id: int, body: UpdateVideoRequest
+) -> web.Response:
     video_id = video_id_param(request)
-    body = await read_json(request, UpdateVideoRequest)
     async with request.app[SESSIONS]() as session, session.begin():
         video = await session.get(Video, video_id, with_for_update=True)
         if video is None or video.owner_id != user_id:

@@ -9,10 +9,8 @@ from aiohttp import web
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api_service.auth.current import optional_user_id, require_user_id
 from api_service.context import SESSIONS, SETTINGS, STORAGE
 from api_service.db.models import OutboxMessage, Video, VideoSource
-from api_service.http.body import read_json
 from api_service.http.errors import ApiError, not_found
 from api_service.http.operations import operation
 from api_service.http.params import video_id_param
@@ -66,10 +64,10 @@ async def _sources_by_video(
     auth="bearer",
     errors=(429,),
 )
-async def initiate_upload(request: web.Request) -> web.Response:
-    user_id = require_user_id(request)
+async def initiate_upload(
+    request: web.Request, user_id: int, body: InitiateUploadRequest
+) -> web.Response:
     settings = request.app[SETTINGS]
-    body = await read_json(request, InitiateUploadRequest)
     ext = validate_upload_request(settings, body)
     await enforce_initiate(request, user_id)
     response = await start_upload(
@@ -88,11 +86,11 @@ async def initiate_upload(request: web.Request) -> web.Response:
     auth="bearer",
     errors=(404, 409, 429),
 )
-async def complete_upload(request: web.Request) -> web.Response:
-    user_id = require_user_id(request)
+async def complete_upload(
+    request: web.Request, user_id: int, body: CompleteUploadRequest
+) -> web.Response:
     settings = request.app[SETTINGS]
     storage = request.app[STORAGE]
-    body = await read_json(request, CompleteUploadRequest)
     sessions = request.app[SESSIONS]
     async with sessions() as session:
         video = await _owned_video(session, body.video_id, user_id)
@@ -123,9 +121,8 @@ async def complete_upload(request: web.Request) -> web.Response:
     auth="optional",
     errors=(404,),
 )
-async def get_video(request: web.Request) -> web.Response:
+async def get_video(request: web.Request, user_id: int | None) -> web.Response:
     video_id = video_id_param(request)
-    user_id = optional_user_id(request)
     async with request.app[SESSIONS]() as session:
         video = await session.get(Video, video_id)
         # Online public and unlisted videos are readable by id (public as in the original
@@ -151,9 +148,7 @@ async def get_video(request: web.Request) -> web.Response:
     query=VideoListQuery,
     auth="bearer",
 )
-async def list_videos(request: web.Request) -> web.Response:
-    user_id = require_user_id(request)
-    query = VideoListQuery.model_validate(dict(request.query))
+async def list_videos(request: web.Request, user_id: int, query: VideoListQuery) -> web.Response:
     async with request.app[SESSIONS]() as session:
         total = await session.scalar(
             select(func.count()).select_from(Video).where(Video.owner_id == user_id)
@@ -180,8 +175,7 @@ async def list_videos(request: web.Request) -> web.Response:
 
 @routes.delete(r"/api/v1/videos/{video_id:\d+}")
 @operation("Delete a video with all its files", "videos", status=204, auth="bearer", errors=(404,))
-async def delete_video(request: web.Request) -> web.Response:
-    user_id = require_user_id(request)
+async def delete_video(request: web.Request, user_id: int) -> web.Response:
     video_id = video_id_param(request)
     sessions = request.app[SESSIONS]
     async with sessions() as session:

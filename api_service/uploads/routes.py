@@ -9,19 +9,17 @@ video (its jobs are queued), so an Uppy client needs nothing else.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from api_service.auth.current import require_user_id
 from api_service.context import SESSIONS, SETTINGS, STORAGE
 from api_service.db.models import Video
-from api_service.http.body import read_json
 from api_service.http.errors import ApiError, not_found
-from api_service.http.operations import operation
+from api_service.http.operations import DeclaredHandler, Handler, operation
 from api_service.http.schemas import InitiateUploadRequest
 from api_service.uploads.finish import (
     enqueue_processing,
@@ -56,17 +54,15 @@ log = structlog.get_logger(__name__)
 BASE = "/api/v1/s3/multipart"
 _KEY = re.compile(r"^raw/(?P<video_id>\d{1,19})/[0-9a-f-]{36}\.[a-z0-9]{1,8}$")
 _UPLOAD_ID = "{upload_id}"
-Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def _unquote(etag: str) -> str:
     return etag.strip().strip('"')
 
 
-async def _upload_video(request: web.Request, *, uploading: bool = True) -> Video:
+async def _upload_video(request: web.Request, user_id: int, query: KeyQuery) -> Video:
     """The caller's video whose multipart upload the path and ``?key=`` name."""
-    user_id = require_user_id(request)
-    key = KeyQuery.model_validate(dict(request.query)).key
+    key = query.key
     upload_id = request.match_info["upload_id"]
     match = _KEY.match(key)
     if match is None:
@@ -82,7 +78,7 @@ async def _upload_video(request: web.Request, *, uploading: bool = True) -> Vide
     ):
         raise not_found("upload")
     structlog.contextvars.bind_contextvars(video_id=video.id)
-    if uploading and video.status != VideoStatus.UPLOADING:
+    if video.status != VideoStatus.UPLOADING:
         raise ApiError(409, "invalid_status", f"video is {video.status.value}, not uploading")
     return video
 
@@ -92,7 +88,7 @@ def _upload_operation(
     response: type[BaseModel],
     *,
     request: type[BaseModel] | None = None,
-) -> Callable[[Handler], Handler]:
+) -> Callable[[DeclaredHandler], Handler]:
     """Document a route that finds its upload with ``_upload_video``: the bearer token and
     ``?key=`` (their 401 and 400 follow from the declaration), and the 404 and 409 that
     lookup answers."""
@@ -115,10 +111,10 @@ def _upload_operation(
     response=CreateMultipartResponse,
     auth="bearer",
 )
-async def create_multipart(request: web.Request) -> web.Response:
-    user_id = require_user_id(request)
+async def create_multipart(
+    request: web.Request, user_id: int, body: CreateMultipartRequest
+) -> web.Response:
     settings = request.app[SETTINGS]
-    body = await read_json(request, CreateMultipartRequest)
     meta = body.metadata
     title = meta.get("title") or meta.get("name")
     size = body.size if body.size is not None else meta.get("size")
@@ -147,8 +143,8 @@ async def create_multipart(request: web.Request) -> web.Response:
 @_upload_operation(
     "Uppy/Companion: presigned PUT URL of one part (signed on demand)", SignPartResponse
 )
-async def sign_part(request: web.Request) -> web.Response:
-    video = await _upload_video(request)
+async def sign_part(request: web.Request, user_id: int, query: KeyQuery) -> web.Response:
+    video = await _upload_video(request, user_id, query)
     raw = request.match_info["part_number"]
     part_number = int(raw) if raw.isdigit() and len(raw) <= 6 else 0
     if not 1 <= part_number <= S3_MAX_PARTS:
@@ -163,8 +159,8 @@ async def sign_part(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/" + _UPLOAD_ID)
 @_upload_operation("Uppy/Companion: the parts uploaded so far (to resume)", UploadedParts)
-async def list_parts(request: web.Request) -> web.Response:
-    video = await _upload_video(request)
+async def list_parts(request: web.Request, user_id: int, query: KeyQuery) -> web.Response:
+    video = await _upload_video(request, user_id, query)
     assert video.source_key is not None and video.upload_id is not None
     parts = await request.app[STORAGE].list_parts(video.source_key, video.upload_id)
     if parts is None:
@@ -184,9 +180,10 @@ async def list_parts(request: web.Request) -> web.Response:
     CompleteMultipartResponse,
     request=CompleteMultipartRequest,
 )
-async def complete_multipart(request: web.Request) -> web.Response:
-    video = await _upload_video(request)
-    body = await read_json(request, CompleteMultipartRequest)
+async def complete_multipart(
+    request: web.Request, user_id: int, query: KeyQuery, body: CompleteMultipartRequest
+) -> web.Response:
+    video = await _upload_video(request, user_id, query)
     app = request.app
     storage = app[STORAGE]
     key, upload_id = video.source_key, video.upload_id
@@ -237,8 +234,8 @@ async def complete_multipart(request: web.Request) -> web.Response:
 @_upload_operation(
     "Uppy/Companion: abort the upload (its parts are dropped, the video fails)", EmptyResponse
 )
-async def abort_multipart(request: web.Request) -> web.Response:
-    video = await _upload_video(request)
+async def abort_multipart(request: web.Request, user_id: int, query: KeyQuery) -> web.Response:
+    video = await _upload_video(request, user_id, query)
     assert video.source_key is not None and video.upload_id is not None
     await request.app[STORAGE].abort_multipart(video.source_key, video.upload_id)
     await fail_upload(request.app, video, "upload aborted by the client", None)

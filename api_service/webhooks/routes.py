@@ -9,10 +9,8 @@ import secrets
 from aiohttp import web
 from sqlalchemy import delete, func, select
 
-from api_service.auth.current import require_user_id
 from api_service.context import SESSIONS, SETTINGS
 from api_service.db.models import WebhookDelivery, WebhookEndpoint
-from api_service.http.body import read_json
 from api_service.http.errors import ApiError, not_found
 from api_service.http.operations import operation
 from api_service.webhooks.addresses import ReceiverRefused, check_receiver
@@ -47,10 +45,10 @@ def _endpoint_id(request: web.Request) -> int:
     auth="bearer",
     errors=(409,),
 )
-async def create_endpoint(request: web.Request) -> web.Response:
-    user_id = require_user_id(request)
+async def create_endpoint(
+    request: web.Request, user_id: int, body: CreateEndpointRequest
+) -> web.Response:
     settings = request.app[SETTINGS].webhooks
-    body = await read_json(request, CreateEndpointRequest)
     try:
         await check_receiver(body.url, allow_private=settings.allow_private)
     except ReceiverRefused as exc:
@@ -75,8 +73,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
 @routes.get(BASE)
 @operation("The caller's webhook endpoints", "webhooks", response=EndpointList, auth="bearer")
-async def list_endpoints(request: web.Request) -> web.Response:
-    user_id = require_user_id(request)
+async def list_endpoints(request: web.Request, user_id: int) -> web.Response:
     async with request.app[SESSIONS]() as session:
         rows = await session.scalars(
             select(WebhookEndpoint)
@@ -87,8 +84,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
     return web.json_response(body.model_dump(mode="json"))
 
 
-async def _owned(request: web.Request) -> int:
-    user_id = require_user_id(request)
+async def _owned(request: web.Request, user_id: int) -> int:
     endpoint_id = _endpoint_id(request)
     async with request.app[SESSIONS]() as session:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
@@ -102,8 +98,8 @@ async def _owned(request: web.Request) -> int:
     "Delete a webhook endpoint and its deliveries", "webhooks", status=204, auth="bearer",
     errors=(404,),
 )  # fmt: skip
-async def delete_endpoint(request: web.Request) -> web.Response:
-    endpoint_id = await _owned(request)
+async def delete_endpoint(request: web.Request, user_id: int) -> web.Response:
+    endpoint_id = await _owned(request, user_id)
     async with request.app[SESSIONS]() as session, session.begin():
         await session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id))
     return web.Response(status=204)
@@ -114,8 +110,8 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     "Delivery attempts of an endpoint, newest first (last 100)", "webhooks",
     response=DeliveryList, auth="bearer", errors=(404,),
 )  # fmt: skip
-async def list_deliveries(request: web.Request) -> web.Response:
-    endpoint_id = await _owned(request)
+async def list_deliveries(request: web.Request, user_id: int) -> web.Response:
+    endpoint_id = await _owned(request, user_id)
     async with request.app[SESSIONS]() as session:
         rows = await session.scalars(
             select(WebhookDelivery)
