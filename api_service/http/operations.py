@@ -1,23 +1,28 @@
 """An operation's declaration, attached to its handler where its route is registered: the
-OpenAPI metadata and, from the same words, what the handler is given.
+OpenAPI metadata, and what the handler is given.
 
 ``api_service.openapi`` builds the document by walking the router, so the method and path
-come from the route itself and are written once. The declared auth, query model and body
-model are read before the handler runs and passed to it as ``user_id``, ``query`` and
-``body``, so what the document promises is what the handler gets (a handler whose parameters
-do not match its declaration fails at import)::
+come from the route itself and are written once. The handler's parameters say the rest of
+what a request carries, and are read from it before the handler runs::
 
-    @routes.post("/api/v1/users/register")
-    @operation("Create an account", "users", status=201, request=RegisterRequest, ...)
-    async def register(request: web.Request, body: RegisterRequest) -> web.Response: ...
+    @routes.post("/api/v1/videos/upload/initiate")
+    @operation("Create a video ...", "videos", status=201, response=InitiateUploadResponse)
+    async def initiate_upload(
+        request: web.Request, user_id: int, body: InitiateUploadRequest
+    ) -> web.Response: ...
+
+``user_id: int`` is the bearer token's user (401 without one), ``user_id: int | None`` an
+optional token, ``query: SomeModel`` the validated query string and ``body: SomeModel`` the
+validated JSON body (400, 413); the document's security, parameters and request body come
+from the same annotations. Any other parameter is refused when the module is imported.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import typing
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiohttp import web
@@ -26,14 +31,15 @@ from pydantic import BaseModel
 from api_service.auth.current import optional_user_id, require_user_id
 from api_service.http.body import read_json
 
-Auth = Literal["none", "bearer", "optional", "playback", "events"]
+QueryTokenAuth = Literal["playback", "events"]
+Auth = Literal["none", "bearer", "optional", QueryTokenAuth]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DeclaredHandler = Callable[..., Awaitable[web.StreamResponse]]
 
 _ATTRIBUTE = "__openapi_operation__"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Operation:
     summary: str
     tag: str
@@ -66,19 +72,27 @@ def operation(
     tag: str,
     *,
     status: int = 200,
-    request: type[BaseModel] | None = None,
     response: type[BaseModel] | None = None,
-    query: type[BaseModel] | None = None,
-    auth: Auth = "none",
+    auth: QueryTokenAuth | None = None,
     errors: tuple[int, ...] = (),
     content_type: str = "application/json",
 ) -> Callable[[DeclaredHandler], Handler]:
-    """Declare the decorated handler (place it below the route decorator). ``errors`` are
-    the error statuses beyond those the declaration implies (``Operation.error_statuses``)."""
-    op = Operation(summary, tag, status, request, response, query, auth, errors, content_type)
+    """Declare the decorated handler (place it below the route decorator). ``auth`` names a
+    ``?token=`` the handler checks itself (playback, events); bearer auth comes from a
+    ``user_id`` parameter. ``errors`` are the error statuses beyond those the declaration
+    implies (``Operation.error_statuses``)."""
+    declared = Operation(
+        summary,
+        tag,
+        status,
+        response=response,
+        auth=auth or "none",
+        errors=errors,
+        content_type=content_type,
+    )
 
     def attach(handler: DeclaredHandler) -> Handler:
-        _check_parameters(op, handler)
+        op = _with_parameters(declared, handler)
 
         @functools.wraps(handler)
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -105,23 +119,32 @@ async def declared_inputs(op: Operation, request: web.Request) -> dict[str, Any]
     return inputs
 
 
-def _check_parameters(op: Operation, handler: DeclaredHandler) -> None:
-    """The handler takes the request and exactly what ``declared_inputs`` passes it."""
-    expected: dict[str, object] = {"request": web.Request}
-    if op.auth == "bearer":
-        expected["user_id"] = int
-    elif op.auth == "optional":
-        expected["user_id"] = int | None
-    if op.query is not None:
-        expected["query"] = op.query
-    if op.request is not None:
-        expected["body"] = op.request
+def _with_parameters(declared: Operation, handler: DeclaredHandler) -> Operation:
+    """``declared`` completed with what the handler's parameters read from the request."""
+    name = handler.__qualname__
     hints = typing.get_type_hints(handler)
     hints.pop("return", None)
-    if hints != expected:
-        raise TypeError(
-            f"{handler.__qualname__} takes {hints}, but its operation passes {expected}"
-        )
+    if hints.pop("request", None) is not web.Request:
+        raise TypeError(f"{name}: the first parameter must be request: web.Request")
+    auth = declared.auth
+    if "user_id" in hints:
+        user_id = hints.pop("user_id")
+        if auth != "none" or user_id not in (int, int | None):
+            raise TypeError(f"{name}: user_id must be int or int | None, without a ?token= auth")
+        auth = "bearer" if user_id is int else "optional"
+    models: dict[str, type[BaseModel]] = {}
+    for parameter in ("query", "body"):
+        model = hints.pop(parameter, None)
+        if model is None:
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"{name}: {parameter} must be annotated with a pydantic model")
+        models[parameter] = model
+    if hints:
+        raise TypeError(f"{name}: parameters {sorted(hints)} are not read from the request")
+    return dataclasses.replace(
+        declared, request=models.get("body"), query=models.get("query"), auth=auth
+    )
 
 
 def operation_of(handler: object) -> Operation | None:

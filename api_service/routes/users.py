@@ -28,7 +28,6 @@ routes = web.RouteTableDef()
     "Create an account",
     "users",
     status=201,
-    request=RegisterRequest,
     response=UserResponse,
     errors=(409, 429),
 )
@@ -48,7 +47,6 @@ async def register(request: web.Request, body: RegisterRequest) -> web.Response:
 @operation(
     "Log in and get a JWT",
     "users",
-    request=LoginRequest,
     response=TokenResponse,
     errors=(401, 429),
 )
@@ -66,7 +64,7 @@ async def login(request: web.Request, body: LoginRequest) -> web.Response:
 
 
 @routes.get("/api/v1/me")
-@operation("The calling user", "users", response=UserResponse, auth="bearer")
+@operation("The calling user", "users", response=UserResponse)
 async def me(request: web.Request, user_id: int) -> web.Response:
     async with request.app[SESSIONS]() as session:
         user = await session.get(User, user_id)

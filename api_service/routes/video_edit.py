@@ -22,9 +22,7 @@ log = structlog.get_logger(__name__)
 @operation(
     "Change a video's title or visibility (owner)",
     "videos",
-    request=UpdateVideoRequest,
     response=VideoResponse,
-    auth="bearer",
     errors=(404,),
 )
 async def update_video(

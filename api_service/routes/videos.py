@@ -59,9 +59,7 @@ async def _sources_by_video(
     "Create a video and get a presigned PUT URL (or a multipart upload) for its file",
     "videos",
     status=201,
-    request=InitiateUploadRequest,
     response=InitiateUploadResponse,
-    auth="bearer",
     errors=(429,),
 )
 async def initiate_upload(
@@ -81,9 +79,7 @@ async def initiate_upload(
     "Report the upload done; queues the cover and transcode jobs",
     "videos",
     status=202,
-    request=CompleteUploadRequest,
     response=CompleteUploadResponse,
-    auth="bearer",
     errors=(404, 409, 429),
 )
 async def complete_upload(
@@ -118,7 +114,6 @@ async def complete_upload(
     "One video (online public and unlisted videos are readable by anyone)",
     "videos",
     response=VideoResponse,
-    auth="optional",
     errors=(404,),
 )
 async def get_video(request: web.Request, user_id: int | None) -> web.Response:
@@ -145,8 +140,6 @@ async def get_video(request: web.Request, user_id: int | None) -> web.Response:
     "The caller's videos, newest first",
     "videos",
     response=VideoListResponse,
-    query=VideoListQuery,
-    auth="bearer",
 )
 async def list_videos(request: web.Request, user_id: int, query: VideoListQuery) -> web.Response:
     async with request.app[SESSIONS]() as session:
@@ -174,7 +167,7 @@ async def list_videos(request: web.Request, user_id: int, query: VideoListQuery)
 
 
 @routes.delete(r"/api/v1/videos/{video_id:\d+}")
-@operation("Delete a video with all its files", "videos", status=204, auth="bearer", errors=(404,))
+@operation("Delete a video with all its files", "videos", status=204, errors=(404,))
 async def delete_video(request: web.Request, user_id: int) -> web.Response:
     video_id = video_id_param(request)
     sessions = request.app[SESSIONS]

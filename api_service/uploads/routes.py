@@ -84,32 +84,18 @@ async def _upload_video(request: web.Request, user_id: int, query: KeyQuery) -> 
 
 
 def _upload_operation(
-    summary: str,
-    response: type[BaseModel],
-    *,
-    request: type[BaseModel] | None = None,
+    summary: str, response: type[BaseModel]
 ) -> Callable[[DeclaredHandler], Handler]:
-    """Document a route that finds its upload with ``_upload_video``: the bearer token and
-    ``?key=`` (their 401 and 400 follow from the declaration), and the 404 and 409 that
-    lookup answers."""
-    return operation(
-        summary,
-        "uploads",
-        request=request,
-        response=response,
-        query=KeyQuery,
-        auth="bearer",
-        errors=(404, 409),
-    )
+    """Declare a route that finds its upload with ``_upload_video`` (its handler takes the
+    bearer ``user_id`` and ``query: KeyQuery``): the 404 and 409 that lookup answers."""
+    return operation(summary, "uploads", response=response, errors=(404, 409))
 
 
 @routes.post(BASE)
 @operation(
     "Uppy/Companion: create a video and start its S3 multipart upload",
     "uploads",
-    request=CreateMultipartRequest,
     response=CreateMultipartResponse,
-    auth="bearer",
 )
 async def create_multipart(
     request: web.Request, user_id: int, body: CreateMultipartRequest
@@ -178,7 +164,6 @@ async def list_parts(request: web.Request, user_id: int, query: KeyQuery) -> web
 @_upload_operation(
     "Uppy/Companion: complete the multipart upload and queue the video's jobs",
     CompleteMultipartResponse,
-    request=CompleteMultipartRequest,
 )
 async def complete_multipart(
     request: web.Request, user_id: int, query: KeyQuery, body: CompleteMultipartRequest

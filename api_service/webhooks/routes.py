@@ -40,9 +40,7 @@ def _endpoint_id(request: web.Request) -> int:
     "Register a webhook endpoint (the signing secret is returned once)",
     "webhooks",
     status=201,
-    request=CreateEndpointRequest,
     response=CreatedEndpointResponse,
-    auth="bearer",
     errors=(409,),
 )
 async def create_endpoint(
@@ -72,7 +70,7 @@ async def create_endpoint(
 
 
 @routes.get(BASE)
-@operation("The caller's webhook endpoints", "webhooks", response=EndpointList, auth="bearer")
+@operation("The caller's webhook endpoints", "webhooks", response=EndpointList)
 async def list_endpoints(request: web.Request, user_id: int) -> web.Response:
     async with request.app[SESSIONS]() as session:
         rows = await session.scalars(
@@ -94,10 +92,7 @@ async def _owned(request: web.Request, user_id: int) -> int:
 
 
 @routes.delete(BASE + "/{endpoint_id}")
-@operation(
-    "Delete a webhook endpoint and its deliveries", "webhooks", status=204, auth="bearer",
-    errors=(404,),
-)  # fmt: skip
+@operation("Delete a webhook endpoint and its deliveries", "webhooks", status=204, errors=(404,))
 async def delete_endpoint(request: web.Request, user_id: int) -> web.Response:
     endpoint_id = await _owned(request, user_id)
     async with request.app[SESSIONS]() as session, session.begin():
@@ -107,9 +102,11 @@ async def delete_endpoint(request: web.Request, user_id: int) -> web.Response:
 
 @routes.get(BASE + "/{endpoint_id}/deliveries")
 @operation(
-    "Delivery attempts of an endpoint, newest first (last 100)", "webhooks",
-    response=DeliveryList, auth="bearer", errors=(404,),
-)  # fmt: skip
+    "Delivery attempts of an endpoint, newest first (last 100)",
+    "webhooks",
+    response=DeliveryList,
+    errors=(404,),
+)
 async def list_deliveries(request: web.Request, user_id: int) -> web.Response:
     endpoint_id = await _owned(request, user_id)
     async with request.app[SESSIONS]() as session:
