@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.polling import eventually, wait_until
 from shared.settings import WorkerSettings
 from tests.worker.processes import pid_alive, pids_with_arg
 from transcode_service.errors import RetryableError
@@ -134,21 +135,12 @@ async def test_cancelled_run_leaves_no_process(mode: ResolvedMode, tmp_path: Pat
             ["nice", "-n", "10", "sleep", marker], time_limit=60, tool="sleep", sandbox=sandbox
         )
     )
-    for _ in range(100):
-        pids = pids_with_arg(marker)
-        if pids:
-            break
-        await asyncio.sleep(0.1)
-    assert pids, "sleep did not start"
+    pids = await eventually(lambda: asyncio.sleep(0, pids_with_arg(marker)))
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
     # _stop waited for the process it spawned; everything in its group is gone with it.
-    for _ in range(50):
-        if not any(pid_alive(pid) for pid in pids):
-            break
-        await asyncio.sleep(0.1)
-    assert not any(pid_alive(pid) for pid in pids)
+    await wait_until(lambda: not any(pid_alive(pid) for pid in pids))
 
 
 @pytest.mark.parametrize("mode", MODES)
