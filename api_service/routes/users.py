@@ -24,13 +24,7 @@ routes = web.RouteTableDef()
 
 
 @routes.post("/api/v1/users/register")
-@operation(
-    "Create an account",
-    "users",
-    status=201,
-    response=UserResponse,
-    errors=(409, 429),
-)
+@operation("Create an account", "users", status=201, response=UserResponse, errors=(409, 429))
 async def register(request: web.Request, body: RegisterRequest) -> web.Response:
     await enforce_auth_attempt(request, body.email)
     password_hash = await hash_password(body.password)
@@ -44,12 +38,7 @@ async def register(request: web.Request, body: RegisterRequest) -> web.Response:
 
 
 @routes.post("/api/v1/users/login")
-@operation(
-    "Log in and get a JWT",
-    "users",
-    response=TokenResponse,
-    errors=(401, 429),
-)
+@operation("Log in and get a JWT", "users", response=TokenResponse, errors=(401, 429))
 async def login(request: web.Request, body: LoginRequest) -> web.Response:
     await enforce_auth_attempt(request, body.email)
     async with request.app[SESSIONS]() as session:

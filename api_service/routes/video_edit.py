@@ -20,10 +20,7 @@ log = structlog.get_logger(__name__)
 
 @routes.patch(r"/api/v1/videos/{video_id:\d+}")
 @operation(
-    "Change a video's title or visibility (owner)",
-    "videos",
-    response=VideoResponse,
-    errors=(404,),
+    "Change a video's title or visibility (owner)", "videos", response=VideoResponse, errors=(404,)
 )
 async def update_video(
     request: web.Request, user_id: int, body: UpdateVideoRequest

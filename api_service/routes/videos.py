@@ -136,11 +136,7 @@ async def get_video(request: web.Request, user_id: int | None) -> web.Response:
 
 
 @routes.get("/api/v1/videos")
-@operation(
-    "The caller's videos, newest first",
-    "videos",
-    response=VideoListResponse,
-)
+@operation("The caller's videos, newest first", "videos", response=VideoListResponse)
 async def list_videos(request: web.Request, user_id: int, query: VideoListQuery) -> web.Response:
     async with request.app[SESSIONS]() as session:
         total = await session.scalar(
