@@ -116,6 +116,7 @@ async def run(
             "transcode": worker.transcode_concurrency,
         }
         selected = {topology.queue_of(queue) for queue in worker.queues}
+        consuming: dict[str, int] = {}
         for kind, handler in HANDLERS.items():
             if topology.job_queue(kind) not in selected:
                 continue  # another Deployment's queue (worker.queues)
@@ -128,23 +129,15 @@ async def run(
             queue = await channel.get_queue(topology.job_queue(kind))
             consumers.append(
                 JobConsumer(
-                    kind=kind,
-                    queue=queue,
-                    handler=handler,
-                    concurrency=concurrency,
-                    deps=deps,
+                    kind=kind, queue=queue, handler=handler, concurrency=concurrency, deps=deps
                 )
             )
+            consuming[queue.name] = concurrency
         for consumer in consumers:
             await consumer.start()
+        # The queues this process consumes, each with its concurrency (= prefetch).
         log.info(
-            "worker started",
-            queues=worker.queues,
-            cover_queue=topology.cover_queue,
-            transcode_queue=topology.transcode_queue,
-            cover_concurrency=worker.cover_concurrency,
-            transcode_concurrency=worker.transcode_concurrency,
-            ffmpeg_sandbox=sandbox,
+            "worker started", queues=worker.queues, consuming=consuming, ffmpeg_sandbox=sandbox
         )
         if on_started is not None:
             on_started(port)
