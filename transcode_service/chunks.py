@@ -109,9 +109,14 @@ def nominal_chunk_seconds(job: ChunkJob) -> float:
 
 
 def chunk_ladder_args(
-    source: Path, info: MediaInfo, rungs: list[Rung], out_dir: Path, job: ChunkJob,
-    settings: WorkerSettings, audio: EncodedAudio | None = None,
-) -> list[str]:  # fmt: skip
+    source: Path,
+    info: MediaInfo,
+    rungs: list[Rung],
+    out_dir: Path,
+    job: ChunkJob,
+    settings: WorkerSettings,
+    audio: EncodedAudio | None = None,
+) -> list[str]:
     """The one-job ladder command restricted to the chunk's time range: ``-ss``/``-t``
     before the input (an accurate seek: decoding starts at the keyframe before and frames
     before ``start`` are dropped, so the chunk starts exactly on its border), and per HLS
@@ -297,9 +302,14 @@ async def _encode_chunk(
         # source (a chunk of a ranged source could not scan the file's gaps anyway); a job
         # without it measures the same way.
         source, info, _ = await handlers._fetch_and_probe(
-            job, deps, workdir, timings, measure=job.source_fps is None,
-            ranges=job.byte_ranges, size=job.source_size,
-        )  # fmt: skip
+            job,
+            deps,
+            workdir,
+            timings,
+            measure=job.source_fps is None,
+            ranges=job.byte_ranges,
+            size=job.source_size,
+        )
         if job.source_fps is not None:
             info = dataclasses.replace(
                 info, fps=job.source_fps, duration=job.total_duration, measured=True

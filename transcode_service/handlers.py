@@ -126,9 +126,14 @@ async def _fetch_and_probe(
             )
         else:
             fetched = await storage.download_ranges(
-                deps.s3, deps.bucket, job.source_key, source, ranges,
-                size=size, etag=job.source_etag,
-            )  # fmt: skip
+                deps.s3,
+                deps.bucket,
+                job.source_key,
+                source,
+                ranges,
+                size=size,
+                etag=job.source_etag,
+            )
             log.info("source fetched in part", fetched=fetched, size=size, ranges=len(ranges))
     timings.source_size = size
     with timings.stage("probe"):
